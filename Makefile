@@ -1,0 +1,31 @@
+# bnlab: `make demo` (a real paired run with plots), `make test` (the suite).
+# Both install into .venv on demand from constraints.txt.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+DATA    ?= $(or $(BNLAB_DATA_DIR),$(wildcard ../shared/data/cifar10-mini))
+export BNLAB_DATA_DIR := $(DATA)
+
+.PHONY: help install demo test test-slow bench lint clean
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(BIN)/bnlab: pyproject.toml constraints.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]' 2>&1 | grep -v "is ignored" ; test -x $(BIN)/bnlab
+	@touch $(BIN)/bnlab
+
+install: $(BIN)/bnlab  ## create .venv with pinned dependencies
+
+demo: install  ## paired BN / no-BN run on CIFAR-10 (narrow VGG-11), summary table and plots
+	$(BIN)/bnlab experiment=demo
+
+test: install  ## fast test suite (real runs on the CIFAR-10 subset, W&B offline)
+	$(BIN)/pytest -q
+
+test-slow: install  ## the slow end-to-end tests only
+	$(BIN)/pytest -q -m slow
+
+clean:  ## remove run outputs (not .venv)
+	rm -rf outputs multirun wandb .pytest_cache

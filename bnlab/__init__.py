@@ -1,0 +1,7 @@
+"""bnlab: paired BatchNorm / no-BatchNorm training runs that measure what BN does.
+
+See README.md for usage and ../shared/SCIENCE.md (in the project) for the
+definitions of every quantity bnlab measures.
+"""
+
+__version__ = "0.1.0"

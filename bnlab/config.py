@@ -1,0 +1,82 @@
+"""Config checks that run before anything is written, and the pair id.
+
+Hydra already rejects unknown keys and unknown group options; this module
+rejects impossible values (lr <= 0, batch size <= 0, an unknown norm in
+``arms``...) with one line that names the key and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from omegaconf import DictConfig, OmegaConf
+
+from bnlab import init, models, norms, optim, tracking
+from bnlab.errors import BnlabError
+
+# Keys that do not change what is trained, so they stay out of the pair id.
+_NOT_IN_PAIR_ID = ("arms", "logger", "train.progress", "data.root")
+
+
+def _positive(cfg, key: str, example, allow_none=False, integer=False) -> None:
+    v = OmegaConf.select(cfg, key)
+    if v is None and allow_none:
+        return
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+    if integer:
+        ok = ok and float(v).is_integer()
+    if not ok:
+        kind = "an integer > 0" if integer else "> 0"
+        raise BnlabError(f"{key}={v} must be {kind}; pass e.g. {key}={example}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise BnlabError naming the first impossible value in ``cfg``."""
+    arms = list(cfg.arms)
+    if not arms:
+        raise BnlabError("arms=[] is empty; pass e.g. arms=[bn,none]")
+    if len(set(arms)) != len(arms):
+        raise BnlabError(f"arms={arms} repeats an arm; list each norm once")
+    for arm in arms:
+        norms.check(arm)
+    if cfg.model.arch not in models.ARCHS:
+        raise BnlabError(f"model.arch={cfg.model.arch} is not known; choose from {', '.join(models.ARCHS)}")
+    if cfg.init.scheme not in init.SCHEMES:
+        raise BnlabError(f"init.scheme={cfg.init.scheme} is not known; choose from {', '.join(init.SCHEMES)}")
+    if cfg.optim.name not in optim.OPTIMIZERS:
+        raise BnlabError(f"optim.name={cfg.optim.name} is not known; choose from {', '.join(optim.OPTIMIZERS)}")
+    if cfg.optim.schedule not in optim.SCHEDULES:
+        raise BnlabError(
+            f"optim.schedule={cfg.optim.schedule} is not known; choose from {', '.join(optim.SCHEDULES)}"
+        )
+    if cfg.logger.name == "wandb":
+        if cfg.logger.mode not in tracking.MODES:
+            raise BnlabError(
+                f"logger.mode={cfg.logger.mode} is not known; choose from {', '.join(tracking.MODES)}"
+            )
+    _positive(cfg, "optim.lr", 0.1)
+    _positive(cfg, "data.batch_size", 128, integer=True)
+    _positive(cfg, "model.width", 0.25)
+    if cfg.train.epochs is None:
+        _positive(cfg, "train.steps", 500, integer=True)
+    else:
+        _positive(cfg, "train.epochs", 10, integer=True)
+    _positive(cfg, "train.log_every", 10, integer=True)
+    _positive(cfg, "train.eval_every", 100, integer=True)
+    _positive(cfg, "train.divergence_loss", 100)
+    _positive(cfg, "metrics.layer_norms.every", 50, allow_none=True, integer=True)
+    if cfg.device not in ("auto", "cpu", "cuda", "mps") and not str(cfg.device).startswith("cuda:"):
+        raise BnlabError(f"device={cfg.device} is not known; use device=auto, cpu, cuda or cuda:N")
+
+
+def pair_id(cfg: DictConfig) -> str:
+    """Hash of the resolved config without the arm choice: the same for every arm of a pair."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    for key in _NOT_IN_PAIR_ID:
+        node, *rest = key.split(".")
+        if rest:
+            c.get(node, {}).pop(rest[0], None)
+        else:
+            c.pop(node, None)
+    return hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:10]

@@ -1,0 +1,299 @@
+"""Datasets as uint8 tensors on the training device, batched by index.
+
+The fast path never touches PIL or DataLoader workers (airbench's design):
+the whole dataset lives on the device as a uint8 tensor N x 3 x 32 x 32, a
+batch is an index tensor, and augmentation (random crop with padding,
+horizontal flip) runs batched on tensors. One seeded ``torch.Generator``
+decides the data order and every augmentation draw, so every arm of a pair sees
+the very same batches in the same order.
+
+CIFAR is read straight from the official "python version" folders
+(``cifar-10-batches-py`` / ``cifar-100-python``). Their structure is validated
+(keys, shapes, dtypes, label range) rather than their md5 sums, so a subset in
+the official layout (such as the 5,085-image CIFAR-10 subset used offline) is
+accepted and its image count reported. When the folder is missing and
+``data.download=true``, torchvision downloads the official archive first.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bnlab.errors import BnlabError
+
+log = logging.getLogger(__name__)
+
+# Per-channel statistics of the full official training sets, used for
+# normalization so a subset is normalized exactly like the full data.
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+
+_CIFAR = {
+    # name: (folder, train files, test files, label key, classes, mean, std, torchvision class)
+    "cifar10": (
+        "cifar-10-batches-py",
+        [f"data_batch_{i}" for i in range(1, 6)],
+        ["test_batch"],
+        "labels",
+        10,
+        CIFAR10_MEAN,
+        CIFAR10_STD,
+        "CIFAR10",
+    ),
+    "cifar100": (
+        "cifar-100-python",
+        ["train"],
+        ["test"],
+        "fine_labels",
+        100,
+        CIFAR100_MEAN,
+        CIFAR100_STD,
+        "CIFAR100",
+    ),
+}
+
+
+@dataclass
+class Dataset:
+    """A train/test split held as uint8 images and int64 labels on one device."""
+
+    name: str
+    train_x: torch.Tensor  # uint8, N x 3 x 32 x 32
+    train_y: torch.Tensor  # int64, N
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    source: str  # where it came from, for the records
+
+    @property
+    def train_size(self) -> int:
+        return int(self.train_x.shape[0])
+
+    @property
+    def test_size(self) -> int:
+        return int(self.test_x.shape[0])
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "train_size": self.train_size,
+            "test_size": self.test_size,
+            "num_classes": self.num_classes,
+            "source": self.source,
+        }
+
+
+def load(cfg, device: torch.device) -> Dataset:
+    """Build the dataset named by ``cfg.name`` (cifar10, cifar100, synthetic)."""
+    if cfg.name == "synthetic":
+        ds = _synthetic(cfg)
+    elif cfg.name in _CIFAR:
+        ds = _cifar(cfg)
+    else:
+        raise BnlabError(
+            f"data={cfg.name} is not a known dataset; use data=cifar10, data=cifar100 or data=synthetic"
+        )
+    if cfg.get("train_size"):
+        n = int(cfg.train_size)
+        if n > ds.train_size:
+            raise BnlabError(
+                f"data.train_size={n} exceeds the {ds.train_size} training images found; "
+                f"lower it or set data.train_size=null"
+            )
+        ds.train_x, ds.train_y = ds.train_x[:n], ds.train_y[:n]
+    for attr in ("train_x", "train_y", "test_x", "test_y"):
+        setattr(ds, attr, getattr(ds, attr).to(device))
+    return ds
+
+
+# ---------------------------------------------------------------- CIFAR ----
+
+
+def _find_folder(root: Path, folder: str) -> Path | None:
+    """The official folder under root, or root itself if it is that folder."""
+    for cand in (root / folder, root):
+        if cand.is_dir() and cand.name == folder:
+            return cand
+    return None
+
+
+def _cifar(cfg) -> Dataset:
+    folder, train_files, test_files, label_key, classes, mean, std, tv_cls = _CIFAR[cfg.name]
+    root = Path(str(cfg.root)).expanduser()
+    path = _find_folder(root, folder)
+    if path is None and cfg.get("download", False):
+        path = _download(root, tv_cls, folder)
+    if path is None:
+        raise BnlabError(
+            f"data.root={root}: no '{folder}' folder found; set BNLAB_DATA_DIR or data.root to "
+            f"the directory that holds it, or pass data.download=true"
+        )
+    train_x, train_y = _read_batches(path, train_files, label_key, classes)
+    test_x, test_y = _read_batches(path, test_files, label_key, classes)
+    log.info(
+        "%s: read %d training and %d test images from %s", cfg.name, len(train_y), len(test_y), path
+    )
+    return Dataset(cfg.name, train_x, train_y, test_x, test_y, classes, mean, std, str(path))
+
+
+def _download(root: Path, tv_cls: str, folder: str) -> Path | None:
+    import torchvision
+
+    try:
+        getattr(torchvision.datasets, tv_cls)(str(root), train=True, download=True)
+    except Exception as exc:  # network errors come in many types
+        raise BnlabError(
+            f"data.download=true: downloading {tv_cls} into {root} failed ({exc.__class__.__name__}: "
+            f"{exc}); put the official '{folder}' folder under data.root instead"
+        ) from None
+    return _find_folder(root, folder)
+
+
+def _read_batches(path: Path, files: list[str], label_key: str, classes: int):
+    xs, ys = [], []
+    for name in files:
+        f = path / name
+        if not f.is_file():
+            raise BnlabError(
+                f"{f} is missing; the folder must hold {', '.join(files)} (official CIFAR layout)"
+            )
+        try:
+            with open(f, "rb") as fh:
+                entry = pickle.load(fh, encoding="latin1")
+            data, labels = entry["data"], entry[label_key]
+            x = torch.as_tensor(data)
+            y = torch.as_tensor(labels, dtype=torch.int64)
+        except Exception as exc:
+            raise BnlabError(
+                f"{f} is corrupt or truncated ({exc.__class__.__name__}); "
+                f"replace it with the official file (re-download)"
+            ) from None
+        if x.dtype != torch.uint8 or x.ndim != 2 or x.shape[1] != 3072:
+            raise BnlabError(
+                f"{f}: 'data' must be uint8 N x 3072, found {x.dtype} {tuple(x.shape)}; "
+                f"replace it with the official file"
+            )
+        if y.shape != (x.shape[0],) or (len(y) and (y.min() < 0 or y.max() >= classes)):
+            raise BnlabError(
+                f"{f}: labels must be {x.shape[0]} ints in 0..{classes - 1}; "
+                f"replace it with the official file"
+            )
+        xs.append(x.view(-1, 3, 32, 32))
+        ys.append(y)
+    return torch.cat(xs), torch.cat(ys)
+
+
+# ------------------------------------------------------------ synthetic ----
+
+
+def _synthetic(cfg) -> Dataset:
+    """A small learnable CIFAR-shaped set, generated offline for smoke tests.
+
+    Each class has a random smooth prototype image; samples are the prototype
+    plus pixel noise, so a CNN learns it in a few dozen steps.
+    """
+    g = torch.Generator().manual_seed(int(cfg.get("seed", 1234)))
+    classes = int(cfg.num_classes)
+    protos = torch.rand(classes, 3, 8, 8, generator=g)
+    protos = torch.nn.functional.interpolate(protos, size=32, mode="bilinear", align_corners=False)
+
+    def sample(n):
+        y = torch.randint(0, classes, (n,), generator=g)
+        x = protos[y] + float(cfg.noise) * torch.randn(n, 3, 32, 32, generator=g)
+        return (x.clamp(0, 1) * 255).round().to(torch.uint8), y
+
+    train_x, train_y = sample(int(cfg.num_train))
+    test_x, test_y = sample(int(cfg.num_test))
+    return Dataset(
+        "synthetic", train_x, train_y, test_x, test_y, classes, (0.5,) * 3, (0.25,) * 3, "generated"
+    )
+
+
+# ------------------------------------------------------ batches on device ----
+
+
+class Batches:
+    """Endless stream of training batches drawn by index from a Dataset.
+
+    Each epoch is a permutation of the training set from one generator; the
+    last incomplete batch is dropped so every step sees ``batch_size`` images
+    (BN statistics depend on it). Augmentation draws come from the same
+    generator, so the stream is a pure function of the seed.
+    """
+
+    def __init__(self, ds: Dataset, batch_size: int, seed: int, augment=None, channels_last=False):
+        if batch_size <= 0:
+            raise BnlabError(f"data.batch_size={batch_size} must be > 0; pass e.g. data.batch_size=128")
+        if batch_size > ds.train_size:
+            raise BnlabError(
+                f"data.batch_size={batch_size} exceeds the {ds.train_size} training images; "
+                f"lower data.batch_size"
+            )
+        self.ds, self.batch_size = ds, batch_size
+        self.augment = augment
+        self.channels_last = channels_last
+        self.generator = torch.Generator().manual_seed(seed)
+        self.steps_per_epoch = ds.train_size // batch_size
+        self.device = ds.train_x.device
+        mean = torch.tensor(ds.mean, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(ds.std, device=self.device).view(1, 3, 1, 1)
+        # x_norm = x_uint8 * scale + shift, one fused multiply-add per batch
+        self._scale, self._shift = 1.0 / (255.0 * std), -mean / std
+        self._order = torch.empty(0, dtype=torch.int64)
+        self._pos = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._pos + self.batch_size > len(self._order):
+            self._order = torch.randperm(self.ds.train_size, generator=self.generator)
+            self._pos = 0
+        idx = self._order[self._pos : self._pos + self.batch_size].to(self.device)
+        self._pos += self.batch_size
+        x = self.ds.train_x[idx]
+        if self.augment is not None:
+            x = augment_batch(x, self.augment, self.generator)
+        return self.normalize(x), self.ds.train_y[idx]
+
+    def normalize(self, x_uint8: torch.Tensor) -> torch.Tensor:
+        x = x_uint8.float() * self._scale + self._shift
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def test_batches(self, batch_size: int = 500):
+        """The test set in order, normalized, in chunks."""
+        for i in range(0, self.ds.test_size, batch_size):
+            yield (
+                self.normalize(self.ds.test_x[i : i + batch_size]),
+                self.ds.test_y[i : i + batch_size],
+            )
+
+
+def augment_batch(x: torch.Tensor, cfg, generator: torch.Generator) -> torch.Tensor:
+    """Random crop with zero padding and horizontal flip, batched on uint8 tensors.
+
+    Draws come from ``generator`` (on the CPU, so the stream is the same on any
+    device) and are moved to x's device.
+    """
+    n, _, h, w = x.shape
+    pad = int(cfg.get("crop_padding", 0) or 0)
+    if pad > 0:
+        padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+        dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
+        dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
+        rows = (dy[:, None] + torch.arange(h, device=x.device)).view(n, 1, h, 1)
+        cols = (dx[:, None] + torch.arange(w, device=x.device)).view(n, 1, 1, w)
+        batch = torch.arange(n, device=x.device).view(n, 1, 1, 1)
+        chans = torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1)
+        x = padded[batch, chans, rows, cols]
+    if cfg.get("flip", False):
+        flip = (torch.rand(n, generator=generator) < 0.5).to(x.device).view(n, 1, 1, 1)
+        x = torch.where(flip, x.flip(-1), x)
+    return x

@@ -1,0 +1,87 @@
+"""Run records: the contract between training and everything after it.
+
+A run directory holds (schema version ``SCHEMA``):
+
+- ``config.yaml``: the resolved config (Hydra also writes ``.hydra/``);
+- ``metrics.jsonl``: one JSON object per line,
+  ``{"step": int, "arm": str, "split": "train"|"test"|"probe", <metric>: float|null, ...}``,
+  non-finite values written as null;
+- ``summary.json``: per arm final/best accuracy, steps to target, divergence,
+  time, plus the pair id and ``"schema"``.
+
+Writes are crash-safe: summary and config go to a temp file renamed into place;
+metrics lines are appended in one ``os.write`` of whole lines per flush, so a
+killed process leaves complete lines only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+SCHEMA = 1
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _clean(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+class RunRecord:
+    """Writer for one run directory."""
+
+    def __init__(self, run_dir: Path):
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.metrics_path = self.dir / "metrics.jsonl"
+        self.summary_path = self.dir / "summary.json"
+
+    def write_config(self, yaml_text: str) -> None:
+        atomic_write_text(self.dir / "config.yaml", yaml_text)
+
+    def append(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        data = "".join(
+            json.dumps({k: _clean(v) for k, v in r.items()}, allow_nan=False) + "\n" for r in rows
+        ).encode()
+        fd = os.open(self.metrics_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+
+    def write_summary(self, summary: dict) -> None:
+        summary = {"schema": SCHEMA, **summary}
+        atomic_write_text(self.summary_path, json.dumps(summary, indent=2, allow_nan=False) + "\n")
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_summary(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / "summary.json").read_text())
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Every run directory (one holding summary.json) at or below root, sorted."""
+    root = Path(root)
+    return sorted(p.parent for p in root.rglob("summary.json"))
