@@ -199,13 +199,15 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
                     arm.train_time_s += time.perf_counter() - t0
                     arm.steps_trained += 1
                 done = step + 1
-                if done % int(cfg.train.log_every) == 0 or done == steps:
+                eval_due = done % int(cfg.train.eval_every) == 0 or done == steps
+                # an evaluation syncs anyway, and W&B needs steps in order: flush first
+                if eval_due or done % int(cfg.train.log_every) == 0:
                     log_all(done)
                     lrs.clear()
                     if not any(a.active for a in arms):
                         log.warning("every arm diverged; stopping at step %d", done)
                         break
-                if done % int(cfg.train.eval_every) == 0 or done == steps:
+                if eval_due:
                     evaluate_all(done)
         summary = make_summary(cfg, pair, ds, batches, steps, arms, started, tracker)
         record.write_summary(summary)

@@ -1,0 +1,85 @@
+"""The paired loop, called in-process with composed configs (synthetic data, no W&B)."""
+
+import json
+
+import torch
+
+from bnlab import train
+from bnlab.results import read_metrics, read_summary
+
+FAST = ["data=synthetic", "model=simple_cnn", "model.width=0.25", "logger=none",
+        "train.steps=20", "train.log_every=5", "train.eval_every=10", "train.progress=off",
+        "metrics.layer_norms.every=10"]
+
+
+def test_every_arm_trains_on_the_same_batches(compose_cfg, tmp_path, monkeypatch):
+    seen = {}
+    real_step = train.train_step
+
+    def spy(arm, x, y, layer_norms):
+        seen.setdefault(arm.name, []).append((x.clone(), y.clone()))
+        return real_step(arm, x, y, layer_norms)
+
+    monkeypatch.setattr(train, "train_step", spy)
+    train.run(compose_cfg(*FAST), tmp_path)
+    assert len(seen["bn"]) == len(seen["none"]) == 20
+    for (xb, yb), (xn, yn) in zip(seen["bn"], seen["none"]):
+        assert torch.equal(xb, xn) and torch.equal(yb, yn)
+    assert not torch.equal(seen["bn"][0][0], seen["bn"][1][0])  # batches do change
+
+
+def test_records_follow_the_schema(compose_cfg, tmp_path):
+    summary = train.run(compose_cfg(*FAST, "train.target_acc=0.2"), tmp_path)
+    assert read_summary(tmp_path) == json.loads(json.dumps(summary | {"schema": 1}))
+    assert summary["steps"] == 20 and set(summary["arms"]) == {"bn", "none"}
+    rows = read_metrics(tmp_path)
+    for arm in ("bn", "none"):
+        train_rows = [r for r in rows if r["arm"] == arm and r["split"] == "train"]
+        assert [r["step"] for r in train_rows] == list(range(20))  # every step, once, in order
+        assert all({"loss", "acc", "grad_norm", "lr"} <= set(r) for r in train_rows)
+        # per-layer norms at their cadence only
+        layer = [r["step"] for r in train_rows if any(k.startswith("grad_norm/") for k in r)]
+        assert layer == [0, 10]
+        test_rows = [r for r in rows if r["arm"] == arm and r["split"] == "test"]
+        assert [r["step"] for r in test_rows] == [0, 10, 20]
+        a = summary["arms"][arm]
+        assert a["final_test_acc"] == test_rows[-1]["acc"]
+        assert a["best_test_acc"] == max(r["acc"] for r in test_rows)
+        reached = [r["step"] for r in test_rows if r["acc"] >= 0.2]
+        assert a["steps_to_target"] == (reached[0] if reached else None)
+        assert a["diverged"] is False and a["steps_trained"] == 20
+    # the synthetic set is learnable: the BN arm gets well above chance
+    assert summary["arms"]["bn"]["final_test_acc"] > 0.5
+    assert (tmp_path / "config.yaml").read_text().count("arms:") == 1
+
+
+def test_same_config_twice_gives_identical_records(compose_cfg, tmp_path):
+    train.run(compose_cfg(*FAST), tmp_path / "a")
+    train.run(compose_cfg(*FAST), tmp_path / "b")
+    a, b = (tmp_path / "a/metrics.jsonl").read_text(), (tmp_path / "b/metrics.jsonl").read_text()
+    assert a == b and len(a.splitlines()) > 40
+
+
+def test_divergence_is_a_recorded_result(compose_cfg, tmp_path):
+    # lr 1.0 blows up the unnormalized CNN within two steps; the BN arm trains on.
+    summary = train.run(compose_cfg(*FAST, "optim.lr=1.0"), tmp_path)
+    none, bn = summary["arms"]["none"], summary["arms"]["bn"]
+    assert none["diverged"] is True and none["diverged_step"] <= 2
+    assert bn["diverged"] is False and bn["steps_trained"] == 20
+    rows = read_metrics(tmp_path)
+    none_train = [r for r in rows if r["arm"] == "none" and r["split"] == "train"]
+    assert none_train[-1]["step"] == none["diverged_step"]  # it stops where it diverged
+    last = none_train[-1]["loss"]
+    assert last is None or last > 100.0  # NaN/Inf recorded as null, else above the threshold
+    assert len([r for r in rows if r["arm"] == "bn" and r["split"] == "train"]) == 20
+
+
+def test_epoch_based_length(compose_cfg, tmp_path):
+    summary = train.run(compose_cfg(*FAST, "train.epochs=2", "data.batch_size=256"), tmp_path)
+    assert summary["steps_per_epoch"] == 1024 // 256 and summary["steps"] == 8
+
+
+def test_adam_and_cosine(compose_cfg, tmp_path):
+    train.run(compose_cfg(*FAST, "optim=adam", "optim.schedule=cosine"), tmp_path)
+    lrs = [r["lr"] for r in read_metrics(tmp_path) if r["arm"] == "bn" and r["split"] == "train"]
+    assert lrs[0] == 1e-3 and lrs[-1] < 1e-5 and all(a >= b for a, b in zip(lrs, lrs[1:]))
