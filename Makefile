@@ -18,8 +18,10 @@ $(BIN)/bnlab: pyproject.toml constraints.txt
 
 install: $(BIN)/bnlab  ## create .venv with pinned dependencies
 
+DEMO_DIR := outputs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
 demo: install  ## paired BN / no-BN run on CIFAR-10 (narrow VGG-11), summary table and plots
-	$(BIN)/bnlab experiment=demo
+	$(BIN)/bnlab experiment=demo data.download=true hydra.run.dir=$(DEMO_DIR)
+	$(BIN)/bnlab-plot $(DEMO_DIR)
 
 test: install  ## fast test suite (real runs on the CIFAR-10 subset, W&B offline)
 	$(BIN)/pytest -q

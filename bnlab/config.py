@@ -16,7 +16,7 @@ from bnlab import init, models, norms, optim, tracking
 from bnlab.errors import BnlabError
 
 # Keys that do not change what is trained, so they stay out of the pair id.
-_NOT_IN_PAIR_ID = ("arms", "logger", "train.progress", "data.root")
+_NOT_IN_PAIR_ID = ("arms", "logger", "train.progress", "data.root", "data.download")
 
 
 def _positive(cfg, key: str, example, allow_none=False, integer=False) -> None:
