@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 DATA    ?= $(or $(BNLAB_DATA_DIR),$(wildcard ../shared/data/cifar10-mini))
 export BNLAB_DATA_DIR := $(DATA)
 
-.PHONY: help install demo test test-slow bench lint clean
+.PHONY: help install demo test test-slow bench clean
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -28,6 +28,10 @@ test: install  ## fast test suite (real runs on the CIFAR-10 subset, W&B offline
 
 test-slow: install  ## the slow end-to-end tests only
 	$(BIN)/pytest -q -m slow
+
+bench: install  ## benchmarks (probe cost, curvature solvers); output in results/bench/
+	$(BIN)/python scripts/bench_probes.py --out results/bench/probes.txt
+	$(BIN)/python scripts/bench_curvature.py --out results/bench/curvature.txt
 
 clean:  ## remove run outputs (not .venv)
 	rm -rf outputs multirun wandb .pytest_cache

@@ -65,7 +65,20 @@ def validate(cfg: DictConfig) -> None:
     _positive(cfg, "train.log_every", 10, integer=True)
     _positive(cfg, "train.eval_every", 100, integer=True)
     _positive(cfg, "train.divergence_loss", 100)
-    _positive(cfg, "metrics.layer_norms.every", 50, allow_none=True, integer=True)
+    for name in ("layer_norms", "landscape", "ics", "divergence"):
+        _positive(cfg, f"metrics.{name}.every", 50, allow_none=True, integer=True)
+    _positive(cfg, "metrics.landscape.points", 8, integer=True)
+    _positive(cfg, "metrics.landscape.lo", 0.5)
+    _positive(cfg, "metrics.landscape.hi", 4.0)
+    if cfg.metrics.landscape.lo > cfg.metrics.landscape.hi:
+        raise BnlabError("metrics.landscape.lo must be <= metrics.landscape.hi; e.g. lo=0.5 hi=4.0")
+    _positive(cfg, "metrics.divergence.points", 11, integer=True)
+    _positive(cfg, "metrics.divergence.eta_min", 1e-5)
+    _positive(cfg, "metrics.divergence.eta_max", 1.0)
+    _positive(cfg, "metrics.divergence.threshold", 1000.0)
+    layers = cfg.metrics.ics.layers
+    if layers != "auto" and not OmegaConf.is_list(layers):
+        raise BnlabError(f"metrics.ics.layers={layers} must be 'auto' or a list of parameter names")
     if cfg.device not in ("auto", "cpu", "cuda", "mps") and not str(cfg.device).startswith("cuda:"):
         raise BnlabError(f"device={cfg.device} is not known; use device=auto, cpu, cuda or cuda:N")
 

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from bnlab import config, console, data, init, models, optim, results, tracking
-from bnlab.metrics import convergence, gradnorms
+from bnlab import config, console, data, init, models, norms, optim, results, tracking
+from bnlab.metrics import convergence, divergence, gradnorms, ics, landscape
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,12 @@ class Arm:
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
     pending: list = field(default_factory=list)  # (step, {key: device tensor}) not yet synced
+    probes: list = field(default_factory=list)  # (step, {key: float}) probe results not yet written
+    ics_layers: list = field(default_factory=list)
     diverged_step: int | None = None
     steps_trained: int = 0
-    train_time_s: float = 0.0
+    train_time_s: float = 0.0  # host time in training steps, probes excluded
+    probe_time_s: float = 0.0
     last_train: dict = field(default_factory=dict)
     last_test: dict = field(default_factory=dict)
     best_test_acc: float | None = None
@@ -62,13 +65,43 @@ def total_steps(cfg: DictConfig, steps_per_epoch: int) -> int:
 def build_arm(name: str, cfg: DictConfig, num_classes: int, device, steps: int) -> Arm:
     model = models.build(cfg.model, name, cfg.norm, num_classes)
     init.initialize(model, cfg.init, seed=cfg.seed)  # same seed -> same weights in every arm
+    norms.seed_noise(model, cfg.seed)  # noisy arms draw identical noise
     model.to(device)
     opt, sched = optim.make(model.parameters(), cfg.optim, steps)
-    return Arm(name, model, opt, sched)
+    layers = cfg.metrics.ics.layers
+    ics_layers = ics.auto_layers(model) if layers == "auto" else list(layers)
+    return Arm(name, model, opt, sched, ics_layers=ics_layers)
 
 
-def train_step(arm: Arm, x, y, layer_norms: bool) -> dict:
-    """One SGD step of one arm; returns device tensors (no host sync)."""
+def probes_due(cfg: DictConfig, step: int) -> set[str]:
+    """Which measurements run at this step (``metrics.<name>.every``; null = off)."""
+    due = set()
+    for name in ("layer_norms", "landscape", "ics", "divergence"):
+        every = cfg.metrics[name].every
+        if every and step % int(every) == 0:
+            due.add(name)
+    if step == 0 and "divergence" in due:
+        due.add("init_scales")  # Bjorck et al.'s per-layer scales at initialization
+    return due
+
+
+def initial_scales(arm: Arm, x, y) -> dict:
+    """Bjorck et al.: per-layer activation std and gradient norm at initialization."""
+    res = divergence.layer_scales(arm.model, F.cross_entropy, x, y)
+    out = {}
+    for layer, v in res.items():
+        out[f"init/act_std/{layer}"], out[f"init/grad_norm/{layer}"] = v["act_std"], v["grad_norm"]
+    return out
+
+
+def train_step(arm: Arm, x, y, due: set[str], cfg: DictConfig) -> dict:
+    """One optimizer step of one arm; returns device tensors (no host sync).
+
+    Probes that are due run on this very batch: the landscape and divergence
+    probes at w_t, reusing the step's gradient; ICS around the real update.
+    They leave the trajectory untouched and queue their (host) results in
+    ``arm.probes``.
+    """
     arm.model.train()
     logits = arm.model(x)
     loss = F.cross_entropy(logits, y)
@@ -79,11 +112,44 @@ def train_step(arm: Arm, x, y, layer_norms: bool) -> dict:
         "acc": (logits.detach().argmax(1) == y).float().mean(),
         "grad_norm": gradnorms.global_grad_norm(arm.model),
     }
-    if layer_norms:
+    if "layer_norms" in due:
         out.update(gradnorms.layer_norms(arm.model))
+    probe, t0 = {}, time.perf_counter()
+    params = [p for p in arm.model.parameters() if p.requires_grad]
+    grads = [p.grad for p in params]
+    lr = arm.sched.get_last_lr()[0]
+    if "landscape" in due:
+        c = cfg.metrics.landscape
+        grid = landscape.step_grid(lr, c.lo, c.hi, int(c.points))
+        res = landscape.probe(arm.model, F.cross_entropy, x, y, grid, grad=grads, loss=loss.detach())
+        probe.update({f"landscape/{k}": v for k, v in res.items() if not isinstance(v, list)})
+        for eta, lo, gp in zip(grid, res["losses"], res["grad_preds"]):
+            probe[f"landscape/loss@{eta / lr:g}lr"] = lo
+            probe[f"landscape/grad_pred@{eta / lr:g}lr"] = gp
+    if "divergence" in due:
+        c = cfg.metrics.divergence
+        grid = divergence.log_grid(float(c.eta_min), float(c.eta_max), int(c.points))
+        res = divergence.relative_loss(arm.model, F.cross_entropy, x, y, grid, float(c.threshold),
+                                       grad=grads, loss=loss.detach())
+        probe.update({f"divergence/ratio@{eta:.0e}": r for eta, r in zip(grid, res["ratios"])})
+        probe["divergence/first_divergent_eta"] = res["first_divergent_eta"]
+    if "init_scales" in due:
+        probe.update(initial_scales(arm, x, y))
+    if "ics" in due and arm.ics_layers:
+        weights_before = {n: p.detach().clone() for n, p in arm.model.named_parameters()}
+        grads_before = {n: p.grad.detach().clone() for n, p in arm.model.named_parameters()
+                        if p.grad is not None}
+    arm.probe_time_s += time.perf_counter() - t0
     arm.opt.step()
     arm.sched.step()
-    return out
+    if "ics" in due and arm.ics_layers:
+        t0 = time.perf_counter()
+        res = ics.internal_covariate_shift(arm.model, F.cross_entropy, x, y, weights_before,
+                                           grads_before, arm.ics_layers)
+        for layer, v in res.items():
+            probe[f"ics/{layer}/l2"], probe[f"ics/{layer}/cos"] = v["l2"], v["cos"]
+        arm.probe_time_s += time.perf_counter() - t0
+    return out, probe
 
 
 @torch.no_grad()
@@ -122,7 +188,10 @@ def flush(arm: Arm, cfg: DictConfig, lrs: dict) -> list[dict]:
         rows = [r for r in rows if r["step"] <= bad["step"]]
         log.warning("arm %s diverged at step %d (loss %s); it stops here", arm.name, bad["step"], bad["loss"])
     arm.last_train = rows[-1]
-    return rows
+    last = rows[-1]["step"]
+    probe_rows = [{"step": st, "arm": arm.name, "split": "probe", **v} for st, v in arm.probes if st <= last]
+    arm.probes.clear()
+    return sorted(rows + probe_rows, key=lambda r: r["step"])
 
 
 def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
@@ -152,7 +221,6 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
         cfg.data.batch_size, cfg.optim.lr, device,
     )
     target = cfg.train.target_acc
-    layer_every = cfg.metrics.layer_norms.every
     started, exit_code = time.time(), 1
     try:
         with console.LiveProgress(steps, list(cfg.arms), cfg.train.progress) as bar:
@@ -178,7 +246,7 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
                     record.append(rows)
                     for r in rows:
                         metrics = {k: v for k, v in r.items() if k not in ("step", "arm", "split")}
-                        tracker.log(arm.name, r["step"], {f"train/{k}": v for k, v in metrics.items()})
+                        tracker.log(arm.name, r["step"], {f"{r['split']}/{k}": v for k, v in metrics.items()})
                 bar.update(step, {
                     a.name: {"loss": a.last_train.get("loss") or float("nan"),
                              "acc": a.last_train.get("acc") or 0.0, "diverged": a.diverged_step}
@@ -190,13 +258,16 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
             for step in range(steps):
                 x, y = next(batches)  # one batch, consumed by every arm
                 lrs[step] = arms[0].sched.get_last_lr()[0]
-                want_layers = bool(layer_every) and step % int(layer_every) == 0
+                due = probes_due(cfg, step)
                 for arm in arms:
                     if not arm.active:
                         continue
-                    t0 = time.perf_counter()
-                    arm.pending.append((step, train_step(arm, x, y, want_layers)))
-                    arm.train_time_s += time.perf_counter() - t0
+                    t0, probe_t0 = time.perf_counter(), arm.probe_time_s
+                    metrics, probe = train_step(arm, x, y, due, cfg)
+                    arm.pending.append((step, metrics))
+                    if probe:
+                        arm.probes.append((step, probe))
+                    arm.train_time_s += time.perf_counter() - t0 - (arm.probe_time_s - probe_t0)
                     arm.steps_trained += 1
                 done = step + 1
                 eval_due = done % int(cfg.train.eval_every) == 0 or done == steps
@@ -209,6 +280,8 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
                         break
                 if eval_due:
                     evaluate_all(done)
+        if cfg.train.save_checkpoint:
+            save_checkpoints(out_dir, arms)
         summary = make_summary(cfg, pair, ds, batches, steps, arms, started, tracker)
         record.write_summary(summary)
         exit_code = 0
@@ -216,6 +289,18 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
         tracker.finish(exit_code)
     console.print_summary(summary, out_dir)
     return summary
+
+
+def save_checkpoints(out_dir: Path, arms: list[Arm]) -> None:
+    """Final weights of every arm, loadable with torch.load(weights_only=True)."""
+    ckpt = Path(out_dir) / "checkpoints"
+    ckpt.mkdir(exist_ok=True)
+    for arm in arms:
+        state = {"model": arm.model.state_dict(), "step": arm.steps_trained,
+                 "diverged_step": arm.diverged_step}
+        tmp = ckpt / f".{arm.name}.pt.tmp"
+        torch.save(state, tmp)
+        tmp.replace(ckpt / f"{arm.name}.pt")
 
 
 def make_summary(cfg, pair, ds, batches, steps, arms, started, tracker) -> dict:
@@ -246,6 +331,7 @@ def make_summary(cfg, pair, ds, batches, steps, arms, started, tracker) -> dict:
                 "diverged_step": a.diverged_step,
                 "steps_trained": a.steps_trained,
                 "train_time_s": round(a.train_time_s, 3),
+                "probe_time_s": round(a.probe_time_s, 3),
             }
             for a in arms
         },

@@ -24,7 +24,7 @@ def test_defaults_compose_and_validate(compose_cfg):
 
 
 @pytest.mark.parametrize(
-    "group", ["data", "model", "init", "optim", "logger", "metrics", "norm", "experiment"]
+    "group", ["data", "model", "init", "optim", "logger", "metrics", "norm", "experiment", "scale"]
 )
 def test_every_option_composes(compose_cfg, group):
     opts = options(group)

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from bnlab import train
@@ -16,9 +17,9 @@ def test_every_arm_trains_on_the_same_batches(compose_cfg, tmp_path, monkeypatch
     seen = {}
     real_step = train.train_step
 
-    def spy(arm, x, y, layer_norms):
+    def spy(arm, x, y, due, cfg):
         seen.setdefault(arm.name, []).append((x.clone(), y.clone()))
-        return real_step(arm, x, y, layer_norms)
+        return real_step(arm, x, y, due, cfg)
 
     monkeypatch.setattr(train, "train_step", spy)
     train.run(compose_cfg(*FAST), tmp_path)
@@ -83,3 +84,55 @@ def test_adam_and_cosine(compose_cfg, tmp_path):
     train.run(compose_cfg(*FAST, "optim=adam", "optim.schedule=cosine"), tmp_path)
     lrs = [r["lr"] for r in read_metrics(tmp_path) if r["arm"] == "bn" and r["split"] == "train"]
     assert lrs[0] == 1e-3 and lrs[-1] < 1e-5 and all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+PROBES_ON = ["metrics.landscape.every=1", "metrics.ics.every=1", "metrics.divergence.every=1",
+             "metrics.layer_norms.every=1"]
+PROBES_OFF = ["metrics.landscape.every=null", "metrics.ics.every=null",
+              "metrics.divergence.every=null", "metrics.layer_norms.every=null"]
+
+
+def test_probes_leave_the_training_trajectory_exactly_unchanged(compose_cfg, tmp_path):
+    arms = "arms=[bn,none,noisy_bn]"  # noisy BN draws random numbers: they must be restored too
+    train.run(compose_cfg(*FAST, arms, *PROBES_ON), tmp_path / "on")
+    train.run(compose_cfg(*FAST, arms, *PROBES_OFF), tmp_path / "off")
+
+    def trajectory(d):
+        keep = ("step", "arm", "split", "loss", "acc", "grad_norm")
+        return [{k: r[k] for k in keep if k in r} for r in read_metrics(d) if r["split"] in ("train", "test")]
+
+    assert trajectory(tmp_path / "on") == trajectory(tmp_path / "off")  # bitwise equal floats
+    for arm in ("bn", "none", "noisy_bn"):
+        on = torch.load(tmp_path / f"on/checkpoints/{arm}.pt", weights_only=True)["model"]
+        off = torch.load(tmp_path / f"off/checkpoints/{arm}.pt", weights_only=True)["model"]
+        assert on.keys() == off.keys()
+        assert all(torch.equal(on[k], off[k]) for k in on), arm  # weights and BN buffers
+    probes = [r for r in read_metrics(tmp_path / "on") if r["split"] == "probe"]
+    assert sorted({r["step"] for r in probes}) == list(range(20))
+    assert not [r for r in read_metrics(tmp_path / "off") if r["split"] == "probe"]
+
+
+def test_probe_rows_hold_every_measure(compose_cfg, tmp_path):
+    cfg = compose_cfg(*FAST, "metrics.landscape.every=10", "metrics.ics.every=10",
+                      "metrics.divergence.every=10")
+    train.run(cfg, tmp_path)
+    probes = [r for r in read_metrics(tmp_path) if r["split"] == "probe"]
+    assert [(r["step"], r["arm"]) for r in probes] == [(0, "bn"), (0, "none"), (10, "bn"), (10, "none")]
+    for r in probes:
+        assert r["landscape/loss_min"] <= r["landscape/loss_max"]
+        assert r["landscape/grad_pred_min"] <= r["landscape/grad_pred_max"]
+        assert r["landscape/beta_eff"] > 0
+        per_eta = [k for k in r if k.startswith("landscape/loss@")]
+        assert per_eta == [f"landscape/loss@{m:g}lr" for m in (0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4)]
+        assert min(r[k] for k in per_eta) == r["landscape/loss_min"]
+        ics_keys = [k for k in r if k.startswith("ics/")]
+        assert len(ics_keys) == 6 and all(-1 <= r[k] <= 1 for k in ics_keys if k.endswith("/cos"))
+        ratios = [k for k in r if k.startswith("divergence/ratio@")]
+        assert ratios[0] == "divergence/ratio@1e-05" and ratios[-1] == "divergence/ratio@1e+00"
+        # first order for a tiny step: L(w - eta g)/L(w) = 1 - eta ||g||^2 / L(w) (same batch, same w)
+        first_order = 1 - 1e-5 * r["landscape/grad_norm"] ** 2 / r["landscape/loss"]
+        assert r["divergence/ratio@1e-05"] == pytest.approx(first_order, abs=1e-4)
+        # per-layer activation std and gradient norm at initialization (Bjorck et al.), step 0 only
+        assert any(k.startswith("init/act_std/") for k in r) == (r["step"] == 0)
+    # the ICS layers are the same parameter names in both arms
+    assert {k for k in probes[0] if k.startswith("ics/")} == {k for k in probes[1] if k.startswith("ics/")}

@@ -1,0 +1,78 @@
+"""Internal covariate shift, Santurkar et al. 2018, Definition 2.1.
+
+For layer i of a k-layer network trained on batch B_t:
+
+    G  = grad_{W_i} L(W_1^t, ..., W_k^t; B_t)
+    G' = grad_{W_i} L(W_1^{t+1}, ..., W_{i-1}^{t+1}, W_i^t, ..., W_k^t; B_t)
+
+i.e. the gradient of layer i after only the layers before it took their real
+optimizer update (momentum and weight decay included, since W^{t+1} is what
+the optimizer actually produced). ICS is reported as ||G - G'||_2 and
+cos(G, G'). Their finding: ICS is not smaller with BN (often larger), yet BN
+trains better, so BN's benefit is not a reduction of ICS.
+
+"Before layer i" means every parameter registered before W_i in
+``model.named_parameters()`` (so BN's gamma/beta of earlier layers count as
+earlier layers). Cost: one forward+backward per measured layer. All passes run
+in training mode (batch statistics) and leave the model as found.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bnlab.metrics._state import preserved
+
+
+def weight_layers(model: nn.Module) -> list[str]:
+    """Parameter names of every conv/linear weight, in registration order."""
+    return [f"{name}.weight" if name else "weight" for name, m in model.named_modules()
+            if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def auto_layers(model: nn.Module, count: int = 3) -> list[str]:
+    """``count`` layers spread from early to last, skipping the first (its ICS is 0 by definition)."""
+    names = weight_layers(model)
+    if len(names) <= count:
+        return names[1:]
+    picks = sorted({round(j * (len(names) - 1) / count) for j in range(1, count + 1)})
+    return [names[i] for i in picks]
+
+
+def internal_covariate_shift(
+    model: nn.Module,
+    loss_fn,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    weights_before: dict[str, torch.Tensor],
+    grads_before: dict[str, torch.Tensor],
+    layers: list[str],
+) -> dict[str, dict[str, float]]:
+    """ICS of each layer in ``layers`` for the update that produced the model's current weights.
+
+    ``model`` holds W^{t+1} (after the optimizer step); ``weights_before`` maps
+    parameter names to W^t and ``grads_before`` to G (gradients at W^t on this
+    batch), for at least the parameters from the first measured layer onward.
+    Returns ``{layer: {"l2": ||G - G'||, "cos": cos(G, G')}}``.
+    """
+    named = list(model.named_parameters())
+    order = {n: i for i, (n, _) in enumerate(named)}
+    out = {}
+    with preserved(model):
+        model.train()
+        after = {n: p.detach().clone() for n, p in named}
+        for layer in layers:
+            if layer not in order:
+                raise KeyError(f"{layer} is not a parameter of the model")
+            with torch.no_grad():  # earlier layers at W^{t+1}, layer i and later at W^t
+                for n, p in named:
+                    p.copy_(after[n] if order[n] < order[layer] else weights_before[n])
+            target = dict(named)[layer]
+            with torch.enable_grad():
+                (g_new,) = torch.autograd.grad(loss_fn(model(inputs), targets), [target])
+            g_old = grads_before[layer]
+            diff = torch.linalg.vector_norm(g_old - g_new)
+            cos = torch.nn.functional.cosine_similarity(g_old.flatten(), g_new.flatten(), dim=0)
+            out[layer] = torch.stack([diff, cos])
+    return {k: dict(zip(("l2", "cos"), v.tolist())) for k, v in out.items()}
