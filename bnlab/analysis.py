@@ -17,15 +17,18 @@ LANDSCAPE_MEDIANS = {
 }
 
 
-def landscape_medians(run_dir: Path) -> dict[str, dict]:
+def landscape_medians(run_dir: Path, max_step: int | None = None) -> dict[str, dict]:
     """Per arm: medians over training of the landscape band width, gradient predictiveness and beta_eff.
 
     Probe rows where a value is null (the arm had blown up) are left out of that
-    median; ``probes`` counts the rows used for the band.
+    median; ``probes`` counts the rows used for the band. ``max_step`` keeps
+    only probes at or before that step (e.g. early training).
     """
     out = {}
     for row in read_metrics(run_dir):
         if row["split"] != "probe" or "landscape/loss_min" not in row:
+            continue
+        if max_step is not None and row["step"] > max_step:
             continue
         acc = out.setdefault(row["arm"], {"loss_band": [], "grad_pred_max": [], "beta_eff": [], "steps": []})
         lo, hi = row["landscape/loss_min"], row["landscape/loss_max"]

@@ -18,7 +18,6 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     s = read_summary(args.run_dir)
-    med = landscape_medians(args.run_dir)
     d = s["data"]
     lines = [
         f"Landscape medians of run `{args.run_dir}` (pair {s['pair_id']})",
@@ -26,23 +25,28 @@ def main() -> None:
         f"Scale: {s['model']} width {s['width']} on {d['name']} ({d['train_size']} train / {d['test_size']} test "
         f"images), {s['steps']} steps of batch {s['batch_size']}, lr {s['lr']}, {s['init']} init, seed {s['seed']}, "
         "one seed.",
-        "",
-        "| arm | probes (steps) | median loss band | median grad. predictiveness (max) | median beta_eff | final test acc |",
-        "|---|---|---|---|---|---|",
     ]
     fmt = lambda v: "n/a" if v is None else f"{v:.4g}"  # noqa: E731
-    for arm, m in med.items():
-        lines.append(
-            f"| {arm} | {m['probes']} ({m['first_step']}..{m['last_step']}) | {fmt(m['loss_band'])} | "
-            f"{fmt(m['grad_pred_max'])} | {fmt(m['beta_eff'])} | {fmt(s['arms'][arm]['final_test_acc'])} |"
-        )
-    if {"bn", "none"} <= med.keys():
-        lines.append("")
-        for key, what in LANDSCAPE_MEDIANS.items():
-            bn, none = med["bn"][key], med["none"][key]
-            if bn is not None and none is not None:
-                verdict = "lower with BN" if bn < none else "NOT lower with BN"
-                lines.append(f"- {key}: none / bn = {none / bn:.3g} ({verdict}); {what}")
+    windows = [("whole run", None), (f"first third (steps <= {s['steps'] // 3})", s["steps"] // 3)]
+    for title, max_step in windows:
+        med = landscape_medians(args.run_dir, max_step)
+        lines += [
+            "", f"### {title}", "",
+            "| arm | probes (steps) | median loss band | median grad. predictiveness (max) | median beta_eff |",
+            "|---|---|---|---|---|",
+        ]
+        for arm, m in med.items():
+            lines.append(f"| {arm} | {m['probes']} ({m['first_step']}..{m['last_step']}) | {fmt(m['loss_band'])} | "
+                         f"{fmt(m['grad_pred_max'])} | {fmt(m['beta_eff'])} |")
+        if {"bn", "none"} <= med.keys():
+            lines.append("")
+            for key, what in LANDSCAPE_MEDIANS.items():
+                bn, none = med["bn"][key], med["none"][key]
+                if bn is not None and none is not None:
+                    verdict = "lower with BN" if bn < none else "NOT lower with BN"
+                    lines.append(f"- {key}: none / bn = {none / bn:.3g} ({verdict}); {what}")
+    lines += ["", "Final test accuracy: " + ", ".join(
+        f"{arm} {fmt(a['final_test_acc'])}" for arm, a in s["arms"].items())]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
