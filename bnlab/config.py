@@ -65,7 +65,7 @@ def validate(cfg: DictConfig) -> None:
     _positive(cfg, "train.log_every", 10, integer=True)
     _positive(cfg, "train.eval_every", 100, integer=True)
     _positive(cfg, "train.divergence_loss", 100)
-    for name in ("layer_norms", "landscape", "ics", "divergence"):
+    for name in ("layer_norms", "landscape", "ics", "divergence", "curvature", "activations"):
         _positive(cfg, f"metrics.{name}.every", 50, allow_none=True, integer=True)
     _positive(cfg, "metrics.landscape.points", 8, integer=True)
     _positive(cfg, "metrics.landscape.lo", 0.5)
@@ -76,6 +76,18 @@ def validate(cfg: DictConfig) -> None:
     _positive(cfg, "metrics.divergence.eta_min", 1e-5)
     _positive(cfg, "metrics.divergence.eta_max", 1.0)
     _positive(cfg, "metrics.divergence.threshold", 1000.0)
+    _positive(cfg, "metrics.curvature.k", 1, integer=True)
+    _positive(cfg, "metrics.curvature.tol", 1e-3)
+    _positive(cfg, "metrics.curvature.max_hvps", 30, integer=True)
+    for mode in cfg.metrics.curvature.bn_modes:
+        if mode not in ("batch", "running"):
+            raise BnlabError(f"metrics.curvature.bn_modes: unknown mode '{mode}'; use [batch], [running] or [batch,running]")
+    _positive(cfg, "metrics.activations.histogram_every", 500, allow_none=True, integer=True)
+    if cfg.metrics.activations.histogram_every and not cfg.metrics.activations.every:
+        raise BnlabError("metrics.activations.histogram_every needs metrics.activations.every; set e.g. every=50")
+    for p in cfg.metrics.activations.percentiles:
+        if not 0 <= p <= 100:
+            raise BnlabError(f"metrics.activations.percentiles: {p} is not in [0, 100]")
     layers = cfg.metrics.ics.layers
     if layers != "auto" and not OmegaConf.is_list(layers):
         raise BnlabError(f"metrics.ics.layers={layers} must be 'auto' or a list of parameter names")

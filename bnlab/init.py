@@ -3,8 +3,10 @@
 All draws come from one ``torch.Generator`` seeded with the run's seed and
 walk the conv and linear layers in module order. Since every arm has the same
 conv/linear layers in the same order, every arm starts from bitwise identical
-weights. Biases start at zero and norm layers at gamma=1, beta=0, so the
-unnormalized arm's conv bias starts where BN's beta does.
+weights. Biases start at zero and every norm layer with a learned affine
+(``norms.AFFINE_TYPES``: BatchNorm, GroupNorm/LayerNorm, scratch/ghost BN,
+Batch Renorm) at gamma=1, beta=0, so the unnormalized arm's conv bias starts
+where BN's beta does.
 
 Schemes (``init.scheme``):
 - ``default``: PyTorch's default for Conv/Linear weights, kaiming_uniform(a=sqrt(5)).
@@ -21,6 +23,7 @@ import math
 import torch
 from torch import nn
 
+from bnlab import norms
 from bnlab.errors import BnlabError
 
 SCHEMES = (
@@ -46,7 +49,7 @@ def initialize(model: nn.Module, cfg, seed: int) -> nn.Module:
                 _init_weight(m.weight, scheme, cfg, g)
                 if m.bias is not None:
                     m.bias.zero_()
-            elif isinstance(m, nn.modules.batchnorm._NormBase) and m.affine:
+            elif isinstance(m, norms.AFFINE_TYPES) and m.affine:
                 m.weight.fill_(1.0)
                 m.bias.zero_()
     return model

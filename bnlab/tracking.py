@@ -96,6 +96,12 @@ class WandbTracker:
             )
 
     def log(self, arm: str, step: int, data: dict) -> None:
+        import torch
+        import wandb
+
+        # tensors are raw activation samples: W&B histograms (they are not in the run records)
+        data = {k: wandb.Histogram(v.float().cpu().numpy()) if isinstance(v, torch.Tensor) else v
+                for k, v in data.items()}
         self.runs[arm].log(data, step=step)
 
     def finish(self, exit_code: int = 0) -> None:

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from bnlab import config, console, data, init, models, norms, optim, results, tracking
-from bnlab.metrics import convergence, divergence, gradnorms, ics, landscape
+from bnlab.metrics import activations, convergence, curvature, divergence, gradnorms, ics, landscape
+from bnlab.metrics._state import preserved
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ class Arm:
     pending: list = field(default_factory=list)  # (step, {key: device tensor}) not yet synced
     probes: list = field(default_factory=list)  # (step, {key: float}) probe results not yet written
     ics_layers: list = field(default_factory=list)
+    recorder: activations.ActivationRecorder | None = None
+    histograms: list = field(default_factory=list)  # (step, {key: values}) for W&B only
     diverged_step: int | None = None
     steps_trained: int = 0
     train_time_s: float = 0.0  # host time in training steps, probes excluded
@@ -70,16 +73,24 @@ def build_arm(name: str, cfg: DictConfig, num_classes: int, device, steps: int) 
     opt, sched = optim.make(model.parameters(), cfg.optim, steps)
     layers = cfg.metrics.ics.layers
     ics_layers = ics.auto_layers(model) if layers == "auto" else list(layers)
-    return Arm(name, model, opt, sched, ics_layers=ics_layers)
+    a = cfg.metrics.activations
+    recorder = None
+    if a.every:
+        tracked = activations.conv_layers(model)[-1:] if a.layers == "auto" else list(a.layers)
+        recorder = activations.ActivationRecorder(model, tracked, list(a.channels), list(a.percentiles))
+    return Arm(name, model, opt, sched, ics_layers=ics_layers, recorder=recorder)
 
 
 def probes_due(cfg: DictConfig, step: int) -> set[str]:
     """Which measurements run at this step (``metrics.<name>.every``; null = off)."""
     due = set()
-    for name in ("layer_norms", "landscape", "ics", "divergence"):
+    for name in ("layer_norms", "landscape", "ics", "divergence", "curvature", "activations"):
         every = cfg.metrics[name].every
         if every and step % int(every) == 0:
             due.add(name)
+    hist = cfg.metrics.activations.histogram_every
+    if hist and step % int(hist) == 0:
+        due.add("histograms")
     if step == 0 and "divergence" in due:
         due.add("init_scales")  # Bjorck et al.'s per-layer scales at initialization
     return due
@@ -94,7 +105,22 @@ def initial_scales(arm: Arm, x, y) -> dict:
     return out
 
 
-def train_step(arm: Arm, x, y, due: set[str], cfg: DictConfig) -> dict:
+def curvature_probe(model, x, y, c) -> dict:
+    """Top Hessian eigenvalue(s), and optionally the trace, per BN mode (the mode is in the key)."""
+    out = {}
+    for mode in c.bn_modes:
+        values, info = curvature.top_eigenvalues(model, F.cross_entropy, x, y, k=int(c.k), bn_mode=mode,
+                                                 tol=float(c.tol), max_hvps=int(c.max_hvps), return_info=True)
+        for i, v in enumerate(values):
+            out[f"curvature/eig{i + 1}@{mode}"] = v
+        out[f"curvature/hvps@{mode}"] = info["hvps"]
+        if c.trace_samples:
+            tr = curvature.hutchinson_trace(model, F.cross_entropy, x, y, int(c.trace_samples), bn_mode=mode)
+            out[f"curvature/trace@{mode}"], out[f"curvature/trace_stderr@{mode}"] = tr["trace"], tr["stderr"]
+    return out
+
+
+def train_step(arm: Arm, x, y, due: set[str], cfg: DictConfig, step: int = 0) -> dict:
     """One optimizer step of one arm; returns device tensors (no host sync).
 
     Probes that are due run on this very batch: the landscape and divergence
@@ -103,6 +129,8 @@ def train_step(arm: Arm, x, y, due: set[str], cfg: DictConfig) -> dict:
     ``arm.probes``.
     """
     arm.model.train()
+    if arm.recorder is not None:
+        arm.recorder.armed = "activations" in due or "histograms" in due
     logits = arm.model(x)
     loss = F.cross_entropy(logits, y)
     arm.opt.zero_grad(set_to_none=True)
@@ -112,6 +140,12 @@ def train_step(arm: Arm, x, y, due: set[str], cfg: DictConfig) -> dict:
         "acc": (logits.detach().argmax(1) == y).float().mean(),
         "grad_norm": gradnorms.global_grad_norm(arm.model),
     }
+    if arm.recorder is not None and arm.recorder.armed:
+        stats, samples = arm.recorder.collect()
+        if "activations" in due:
+            out.update(stats)
+        if "histograms" in due:
+            arm.histograms.append((step, samples))
     if "layer_norms" in due:
         out.update(gradnorms.layer_norms(arm.model))
     probe, t0 = {}, time.perf_counter()
@@ -135,6 +169,8 @@ def train_step(arm: Arm, x, y, due: set[str], cfg: DictConfig) -> dict:
         probe["divergence/first_divergent_eta"] = res["first_divergent_eta"]
     if "init_scales" in due:
         probe.update(initial_scales(arm, x, y))
+    if "curvature" in due:
+        probe.update(curvature_probe(arm.model, x, y, cfg.metrics.curvature))
     if "ics" in due and arm.ics_layers:
         weights_before = {n: p.detach().clone() for n, p in arm.model.named_parameters()}
         grads_before = {n: p.grad.detach().clone() for n, p in arm.model.named_parameters()
@@ -153,16 +189,32 @@ def train_step(arm: Arm, x, y, due: set[str], cfg: DictConfig) -> dict:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, batches: data.Batches) -> dict:
-    """Test loss and accuracy in eval mode (running BN statistics)."""
-    model.eval()
-    loss_sum, correct, n = 0.0, 0, 0
-    for x, y in batches.test_batches():
-        logits = model(x)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-        n += len(y)
+def evaluate(model: torch.nn.Module, batches: data.Batches, batch_stats: bool = False) -> dict:
+    """Test loss and accuracy in eval mode (running BN statistics).
+
+    ``batch_stats=True``: the same, but every batch-statistics norm layer
+    normalizes with the statistics of its test batch, taken in chunks of the
+    training batch size (the train-mode view; running statistics untouched).
+    """
+    with preserved(model):
+        model.eval()
+        chunk = 500
+        if batch_stats:
+            chunk = batches.batch_size
+            for m in model.modules():
+                if isinstance(m, norms.BATCH_STAT_TYPES):
+                    m.train()
+        loss_sum, correct, n = 0.0, 0, 0
+        for x, y in batches.test_batches(chunk):
+            logits = model(x)
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+            n += len(y)
     return {"loss": loss_sum / n, "acc": correct / n}
+
+
+def uses_batch_stats(model: torch.nn.Module) -> bool:
+    return any(isinstance(m, norms.BATCH_STAT_TYPES) for m in model.modules())
 
 
 def flush(arm: Arm, cfg: DictConfig, lrs: dict) -> list[dict]:
@@ -192,6 +244,19 @@ def flush(arm: Arm, cfg: DictConfig, lrs: dict) -> list[dict]:
     probe_rows = [{"step": st, "arm": arm.name, "split": "probe", **v} for st, v in arm.probes if st <= last]
     arm.probes.clear()
     return sorted(rows + probe_rows, key=lambda r: r["step"])
+
+
+def tracker_rows(rows: list[dict], arm: Arm) -> dict[int, dict]:
+    """Record rows (and queued histograms) as one W&B dict per step: ``<split>/<metric>`` keys."""
+    out: dict[int, dict] = {}
+    for r in rows:
+        out.setdefault(r["step"], {}).update(
+            {f"{r['split']}/{k}": v for k, v in r.items() if k not in ("step", "arm", "split")})
+    last = rows[-1]["step"] if rows else -1
+    for step, samples in [h for h in arm.histograms if h[0] <= last]:
+        out.setdefault(step, {}).update({f"hist/{k}": v for k, v in samples.items()})
+    arm.histograms = [h for h in arm.histograms if h[0] > last]
+    return dict(sorted(out.items()))
 
 
 def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
@@ -235,18 +300,22 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
                     arm.best_test_acc = max(acc, arm.best_test_acc or 0.0)
                     if arm.steps_to_target is None and convergence.reached(acc, target):
                         arm.steps_to_target = step
-                    rows.append({"step": step, "arm": arm.name, "split": "test", **arm.last_test})
+                    row = {"step": step, "arm": arm.name, "split": "test", **arm.last_test}
+                    if cfg.train.eval_batch_stats and uses_batch_stats(arm.model):
+                        bs = evaluate(arm.model, batches, batch_stats=True)
+                        row.update({"loss_batch_stats": bs["loss"], "acc_batch_stats": bs["acc"]})
+                    rows.append(row)
                 record.append(rows)
                 for r in rows:
-                    tracker.log(r["arm"], step, {"test/loss": r["loss"], "test/acc": r["acc"]})
+                    tracker.log(r["arm"], step, {f"test/{k}": v for k, v in r.items()
+                                                 if k not in ("step", "arm", "split")})
 
             def log_all(step: int) -> None:
                 for arm in arms:
                     rows = flush(arm, cfg, lrs)
                     record.append(rows)
-                    for r in rows:
-                        metrics = {k: v for k, v in r.items() if k not in ("step", "arm", "split")}
-                        tracker.log(arm.name, r["step"], {f"{r['split']}/{k}": v for k, v in metrics.items()})
+                    for step_, logged in tracker_rows(rows, arm).items():
+                        tracker.log(arm.name, step_, logged)
                 bar.update(step, {
                     a.name: {"loss": a.last_train.get("loss") or float("nan"),
                              "acc": a.last_train.get("acc") or 0.0, "diverged": a.diverged_step}
@@ -263,7 +332,7 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
                     if not arm.active:
                         continue
                     t0, probe_t0 = time.perf_counter(), arm.probe_time_s
-                    metrics, probe = train_step(arm, x, y, due, cfg)
+                    metrics, probe = train_step(arm, x, y, due, cfg, step)
                     arm.pending.append((step, metrics))
                     if probe:
                         arm.probes.append((step, probe))

@@ -25,7 +25,8 @@ def check_run_dir(run_dir: Path, steps=12, arms=("bn", "none")):
 
 def test_single_run_writes_records_and_one_wandb_run_per_arm(tmp_path, cifar_dir):
     out = tmp_path / "run"
-    res = run_bnlab([*QUICK, "logger.mode=offline", f"hydra.run.dir={out}"], tmp_path, cifar_dir)
+    res = run_bnlab([*QUICK, "logger.mode=offline", "metrics.activations.every=6",
+                     "metrics.activations.histogram_every=6", f"hydra.run.dir={out}"], tmp_path, cifar_dir)
     assert res.returncode == 0, res.stderr
     summary, rows = check_run_dir(out)
     # the rich summary table names both arms and their final test accuracy
@@ -47,6 +48,9 @@ def test_single_run_writes_records_and_one_wandb_run_per_arm(tmp_path, cifar_dir
             assert hist[step]["train/loss"] == pytest.approx(r["loss"])
             assert hist[step]["train/grad_norm"] == pytest.approx(r["grad_norm"])
         assert "train/grad_norm/features.conv1.weight" in hist[6]
+        assert hist[6]["hist/features.conv3/c0/_type"] == "histogram"  # activations, W&B only
+        assert len(hist[6]["hist/features.conv3/c0/values"]) > 1
+        assert "train/act/features.conv3/c0/p50" in hist[6]
         assert hist[12]["test/acc"] == pytest.approx(summary["arms"][arm]["final_test_acc"])
         assert summary["wandb"][arm]["id"] == run["id"]
 
@@ -88,7 +92,10 @@ def test_launchers_run_a_two_job_sweep(tmp_path, cifar_dir, launcher):
 
 def test_help_and_cfg_job_from_any_directory(tmp_path):
     res = run_bnlab(["--help"], tmp_path)
-    assert res.returncode == 0 and "experiment: demo" in res.stdout and "bnlab -m" in res.stdout
+    listing = res.stdout.split("== Config groups", 1)[1].split("== Config ==", 1)[0]
+    groups = dict(line.split(": ", 1) for line in listing.splitlines() if ": " in line)
+    assert res.returncode == 0 and "bnlab -m" in res.stdout
+    assert "santurkar_fig4" in groups["experiment"].split(", ") and "resnet56" in groups["model"].split(", ")
     res = run_bnlab(["--cfg", "job", "model=resnet20", "optim.lr=0.3"], tmp_path)
     assert res.returncode == 0, res.stderr
     assert "arch: resnet20" in res.stdout and "lr: 0.3" in res.stdout

@@ -17,9 +17,9 @@ def test_every_arm_trains_on_the_same_batches(compose_cfg, tmp_path, monkeypatch
     seen = {}
     real_step = train.train_step
 
-    def spy(arm, x, y, due, cfg):
+    def spy(arm, x, y, due, cfg, step):
         seen.setdefault(arm.name, []).append((x.clone(), y.clone()))
-        return real_step(arm, x, y, due, cfg)
+        return real_step(arm, x, y, due, cfg, step)
 
     monkeypatch.setattr(train, "train_step", spy)
     train.run(compose_cfg(*FAST), tmp_path)
@@ -87,9 +87,9 @@ def test_adam_and_cosine(compose_cfg, tmp_path):
 
 
 PROBES_ON = ["metrics.landscape.every=1", "metrics.ics.every=1", "metrics.divergence.every=1",
-             "metrics.layer_norms.every=1"]
-PROBES_OFF = ["metrics.landscape.every=null", "metrics.ics.every=null",
-              "metrics.divergence.every=null", "metrics.layer_norms.every=null"]
+             "metrics.layer_norms.every=1", "metrics.curvature.every=5", "metrics.activations.every=1"]
+PROBES_OFF = ["metrics.landscape.every=null", "metrics.ics.every=null", "metrics.divergence.every=null",
+              "metrics.layer_norms.every=null", "train.eval_batch_stats=false"]
 
 
 def test_probes_leave_the_training_trajectory_exactly_unchanged(compose_cfg, tmp_path):

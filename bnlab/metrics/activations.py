@@ -1,0 +1,77 @@
+"""Activation statistics: Ioffe & Szegedy 2015, Figure 1.
+
+Ioffe & Szegedy track "a typical unit" of an MNIST MLP: the {15, 50, 85}th
+percentiles of one pre-activation over training. Without BN the percentiles
+drift and spread; with BN they stay put. The CNN analogue (SCIENCE.md sec. 4)
+tracks chosen channels of chosen conv layers, BEFORE the normalization: the
+conv output, which is the norm layer's input (and the nonlinearity's input in
+the unnormalized arm). For channel c of a layer's output a (N x C x H x W):
+
+    p_q(c) = q-th percentile of {a[n, c, h, w] over n, h, w}     (torch.quantile)
+
+plus, for every conv layer, the mean and standard deviation of its whole
+output, the per-layer view of the same drift.
+
+``ActivationRecorder`` reads the outputs through forward hooks during the
+training step's own forward pass, only when armed: no extra pass, nothing
+written to the activations, no RNG used, so the trajectory is unchanged.
+Results stay on the device until the trainer's logging cadence.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def conv_layers(model: nn.Module) -> list[str]:
+    """Module names of every conv layer, in registration order."""
+    return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+
+
+class ActivationRecorder:
+    """Forward hooks on every conv layer; percentiles for ``tracked`` layers and ``channels``."""
+
+    def __init__(self, model: nn.Module, tracked: list[str], channels: list[int], percentiles: list[float]):
+        modules = dict(model.named_modules())
+        missing = [name for name in tracked if not isinstance(modules.get(name), nn.Conv2d)]
+        if missing:
+            raise KeyError(f"not conv layers of the model: {missing}; choose from {conv_layers(model)}")
+        self.tracked, self.channels = list(tracked), list(channels)
+        self.q = torch.tensor([p / 100.0 for p in percentiles])
+        self.percentiles = list(percentiles)
+        self.armed, self.captured = False, {}
+        self.samples: dict[str, torch.Tensor] = {}
+        self.handles = [modules[name].register_forward_hook(self._hook(name)) for name in conv_layers(model)]
+
+    def _hook(self, name: str):
+        def hook(_module, _inputs, out):
+            if self.armed:
+                self._record(name, out.detach())
+
+        return hook
+
+    def _record(self, name: str, a: torch.Tensor) -> None:
+        a = a.float()
+        self.captured[f"act/{name}/mean"] = a.mean()
+        self.captured[f"act/{name}/std"] = a.std()
+        if name not in self.tracked:
+            return
+        for c in self.channels:
+            if c >= a.shape[1]:
+                raise IndexError(f"channel {c} does not exist in {name} ({a.shape[1]} channels)")
+            values = a[:, c].flatten()
+            qs = torch.quantile(values, self.q.to(values.device))
+            for p, v in zip(self.percentiles, qs):
+                self.captured[f"act/{name}/c{c}/p{p:g}"] = v
+            self.samples[f"{name}/c{c}"] = values
+
+    def collect(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(statistics, raw tracked-channel values) of the last armed forward; disarms."""
+        stats, samples = self.captured, self.samples
+        self.armed, self.captured, self.samples = False, {}, {}
+        return stats, samples
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
