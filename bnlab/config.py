@@ -15,6 +15,11 @@ from omegaconf import DictConfig, OmegaConf
 from bnlab import init, models, norms, optim, tracking
 from bnlab.errors import BnlabError
 
+# ${linear_lr:base_lr,base_batch,batch}: lr scaled linearly with the batch size (Goyal et al. 2017),
+# for sweeps over data.batch_size at equal epochs (experiment=batch_size_dependence).
+if not OmegaConf.has_resolver("linear_lr"):
+    OmegaConf.register_new_resolver("linear_lr", lambda lr, ref, batch: float(lr) * float(batch) / float(ref))
+
 # Keys that do not change what is trained, so they stay out of the pair id.
 _NOT_IN_PAIR_ID = ("arms", "logger", "train.progress", "data.root", "data.download")
 
@@ -55,6 +60,17 @@ def validate(cfg: DictConfig) -> None:
             raise BnlabError(
                 f"logger.mode={cfg.logger.mode} is not known; choose from {', '.join(tracking.MODES)}"
             )
+    if cfg.train.only_norm_params:
+        plain = [a for a in arms if a in ("none", "noisy_none")]
+        if plain:
+            raise BnlabError(f"train.only_norm_params=true needs norm layers, but arm '{plain[0]}' has none; "
+                             f"drop it from arms")
+    if cfg.train.random_param_control:
+        if not cfg.train.only_norm_params:
+            raise BnlabError("train.random_param_control=true is the control of train.only_norm_params; set both")
+        if cfg.optim.weight_decay:
+            raise BnlabError(f"train.random_param_control=true needs optim.weight_decay=0 (decay would move "
+                             f"the frozen entries), got {cfg.optim.weight_decay}")
     _positive(cfg, "optim.lr", 0.1)
     _positive(cfg, "data.batch_size", 128, integer=True)
     _positive(cfg, "model.width", 0.25)

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from bnlab import config, console, data, init, models, norms, optim, results, tracking
-from bnlab.metrics import activations, convergence, curvature, divergence, gradnorms, ics, landscape
+from bnlab import config, console, data, freeze, init, models, norms, optim, results, tracking
+from bnlab.metrics import activations, convergence, curvature, divergence, gammas, gradnorms, ics, landscape
 from bnlab.metrics._state import preserved
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 class Arm:
     """Everything one arm of the pair owns."""
 
-    name: str
+    name: str  # the norm kind, or "<kind>-random" for a random-parameter control
+    norm: str
     model: torch.nn.Module
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
@@ -49,6 +50,7 @@ class Arm:
     last_test: dict = field(default_factory=dict)
     best_test_acc: float | None = None
     steps_to_target: int | None = None
+    trainable_params: int = 0
 
     @property
     def active(self) -> bool:
@@ -65,20 +67,38 @@ def total_steps(cfg: DictConfig, steps_per_epoch: int) -> int:
     return int(cfg.train.epochs) * steps_per_epoch if cfg.train.epochs else int(cfg.train.steps)
 
 
+def arm_names(cfg: DictConfig) -> list[str]:
+    """cfg.arms, plus a "<kind>-random" control per arm when train.random_param_control is on."""
+    names = list(cfg.arms)
+    if cfg.train.random_param_control:
+        names += [f"{kind}-random" for kind in cfg.arms]
+    return names
+
+
 def build_arm(name: str, cfg: DictConfig, num_classes: int, device, steps: int) -> Arm:
-    model = models.build(cfg.model, name, cfg.norm, num_classes)
+    kind = name.removesuffix("-random")
+    model = models.build(cfg.model, kind, cfg.norm, num_classes)
     init.initialize(model, cfg.init, seed=cfg.seed)  # same seed -> same weights in every arm
     norms.seed_noise(model, cfg.seed)  # noisy arms draw identical noise
+    trainable = sum(p.numel() for p in model.parameters())
+    if cfg.train.only_norm_params:  # Frankle et al. 2021, and its matched random control
+        n_norm = sum(p.numel() for p in freeze.norm_parameters(model))
+        if name.endswith("-random"):
+            trainable = freeze.train_random_subset(model, n_norm, seed=cfg.seed)
+        else:
+            trainable = freeze.train_only_norm(model)
     model.to(device)
     opt, sched = optim.make(model.parameters(), cfg.optim, steps)
     layers = cfg.metrics.ics.layers
-    ics_layers = ics.auto_layers(model) if layers == "auto" else list(layers)
+    grad_params = {n for n, p in model.named_parameters() if p.requires_grad}
+    ics_layers = [n for n in (ics.auto_layers(model) if layers == "auto" else list(layers)) if n in grad_params]
     a = cfg.metrics.activations
     recorder = None
     if a.every:
         tracked = activations.conv_layers(model)[-1:] if a.layers == "auto" else list(a.layers)
         recorder = activations.ActivationRecorder(model, tracked, list(a.channels), list(a.percentiles))
-    return Arm(name, model, opt, sched, ics_layers=ics_layers, recorder=recorder)
+    return Arm(name, kind, model, opt, sched, ics_layers=ics_layers, recorder=recorder,
+               trainable_params=trainable)
 
 
 def probes_due(cfg: DictConfig, step: int) -> set[str]:
@@ -101,7 +121,9 @@ def initial_scales(arm: Arm, x, y) -> dict:
     res = divergence.layer_scales(arm.model, F.cross_entropy, x, y)
     out = {}
     for layer, v in res.items():
-        out[f"init/act_std/{layer}"], out[f"init/grad_norm/{layer}"] = v["act_std"], v["grad_norm"]
+        out[f"init/act_std/{layer}"] = v["act_std"]
+        if "grad_norm" in v:
+            out[f"init/grad_norm/{layer}"] = v["grad_norm"]
     return out
 
 
@@ -120,16 +142,15 @@ def curvature_probe(model, x, y, c) -> dict:
     return out
 
 
-def train_step(arm: Arm, x, y, due: set[str], cfg: DictConfig, step: int = 0) -> dict:
-    """One optimizer step of one arm; returns device tensors (no host sync).
+def train_step(arm: Arm, x, y, due: set[str], cfg: DictConfig, step: int = 0) -> tuple[dict, dict]:
+    """One optimizer step of one arm on batch (x, y).
 
-    Probes that are due run on this very batch: the landscape and divergence
-    probes at w_t, reusing the step's gradient; ICS around the real update.
-    They leave the trajectory untouched and queue their (host) results in
-    ``arm.probes``.
+    Returns (per-step metrics as device tensors, never synced here; probe
+    results as host floats). Probes that are due run on this very batch and
+    leave the trajectory untouched.
     """
     arm.model.train()
-    if arm.recorder is not None:
+    if arm.recorder is not None:  # activation hooks read this forward pass, no extra one
         arm.recorder.armed = "activations" in due or "histograms" in due
     logits = arm.model(x)
     loss = F.cross_entropy(logits, y)
@@ -148,30 +169,12 @@ def train_step(arm: Arm, x, y, due: set[str], cfg: DictConfig, step: int = 0) ->
             arm.histograms.append((step, samples))
     if "layer_norms" in due:
         out.update(gradnorms.layer_norms(arm.model))
-    probe, t0 = {}, time.perf_counter()
-    params = [p for p in arm.model.parameters() if p.requires_grad]
-    grads = [p.grad for p in params]
-    lr = arm.sched.get_last_lr()[0]
-    if "landscape" in due:
-        c = cfg.metrics.landscape
-        grid = landscape.step_grid(lr, c.lo, c.hi, int(c.points))
-        res = landscape.probe(arm.model, F.cross_entropy, x, y, grid, grad=grads, loss=loss.detach())
-        probe.update({f"landscape/{k}": v for k, v in res.items() if not isinstance(v, list)})
-        for eta, lo, gp in zip(grid, res["losses"], res["grad_preds"]):
-            probe[f"landscape/loss@{eta / lr:g}lr"] = lo
-            probe[f"landscape/grad_pred@{eta / lr:g}lr"] = gp
-    if "divergence" in due:
-        c = cfg.metrics.divergence
-        grid = divergence.log_grid(float(c.eta_min), float(c.eta_max), int(c.points))
-        res = divergence.relative_loss(arm.model, F.cross_entropy, x, y, grid, float(c.threshold),
-                                       grad=grads, loss=loss.detach())
-        probe.update({f"divergence/ratio@{eta:.0e}": r for eta, r in zip(grid, res["ratios"])})
-        probe["divergence/first_divergent_eta"] = res["first_divergent_eta"]
-    if "init_scales" in due:
-        probe.update(initial_scales(arm, x, y))
-    if "curvature" in due:
-        probe.update(curvature_probe(arm.model, x, y, cfg.metrics.curvature))
-    if "ics" in due and arm.ics_layers:
+        small = gammas.small_gamma_fraction(arm.model)
+        if small is not None:
+            out["gamma_frac_below_0.01"] = small
+    t0 = time.perf_counter()
+    probe = probes_at_w(arm, x, y, loss.detach(), due, cfg)  # at w_t, with the step's gradient
+    if "ics" in due and arm.ics_layers:  # ICS needs w_t, its gradient and the real update
         weights_before = {n: p.detach().clone() for n, p in arm.model.named_parameters()}
         grads_before = {n: p.grad.detach().clone() for n, p in arm.model.named_parameters()
                         if p.grad is not None}
@@ -186,6 +189,33 @@ def train_step(arm: Arm, x, y, due: set[str], cfg: DictConfig, step: int = 0) ->
             probe[f"ics/{layer}/l2"], probe[f"ics/{layer}/cos"] = v["l2"], v["cos"]
         arm.probe_time_s += time.perf_counter() - t0
     return out, probe
+
+
+def probes_at_w(arm: Arm, x, y, loss, due: set[str], cfg: DictConfig) -> dict:
+    """Landscape, divergence, initial-scale and curvature probes at the current weights."""
+    probe = {}
+    grads = [p.grad for p in arm.model.parameters() if p.requires_grad]
+    lr = arm.sched.get_last_lr()[0]
+    if "landscape" in due:
+        c = cfg.metrics.landscape
+        grid = landscape.step_grid(lr, c.lo, c.hi, int(c.points))
+        res = landscape.probe(arm.model, F.cross_entropy, x, y, grid, grad=grads, loss=loss)
+        probe.update({f"landscape/{k}": v for k, v in res.items() if not isinstance(v, list)})
+        for eta, lo, gp in zip(grid, res["losses"], res["grad_preds"]):
+            probe[f"landscape/loss@{eta / lr:g}lr"] = lo
+            probe[f"landscape/grad_pred@{eta / lr:g}lr"] = gp
+    if "divergence" in due:
+        c = cfg.metrics.divergence
+        grid = divergence.log_grid(float(c.eta_min), float(c.eta_max), int(c.points))
+        res = divergence.relative_loss(arm.model, F.cross_entropy, x, y, grid, float(c.threshold),
+                                       grad=grads, loss=loss)
+        probe.update({f"divergence/ratio@{eta:.0e}": r for eta, r in zip(grid, res["ratios"])})
+        probe["divergence/first_divergent_eta"] = res["first_divergent_eta"]
+    if "init_scales" in due:
+        probe.update(initial_scales(arm, x, y))
+    if "curvature" in due:
+        probe.update(curvature_probe(arm.model, x, y, cfg.metrics.curvature))
+    return probe
 
 
 @torch.no_grad()
@@ -272,23 +302,23 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
     aug = cfg.data.augment if cfg.data.augment.enabled else None
     batches = data.Batches(ds, int(cfg.data.batch_size), seed=cfg.seed, augment=aug)
     steps = total_steps(cfg, batches.steps_per_epoch)
-    arms = [build_arm(name, cfg, ds.num_classes, device, steps) for name in cfg.arms]
+    arms = [build_arm(name, cfg, ds.num_classes, device, steps) for name in arm_names(cfg)]
     pair = config.pair_id(cfg)
 
     # -- the record and the W&B runs --
     record = results.RunRecord(out_dir)
     record.write_config(OmegaConf.to_yaml(cfg, resolve=True))
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    tracker = tracking.make(cfg.logger, out_dir, pair, resolved, list(cfg.arms))
+    tracker = tracking.make(cfg.logger, out_dir, pair, resolved, [a.name for a in arms])
     log.info(
         "pair %s: arms %s, %s on %s (%d train images), %d steps of batch %d, lr %g, device %s",
-        pair, ",".join(cfg.arms), cfg.model.arch, ds.name, ds.train_size, steps,
+        pair, ",".join(a.name for a in arms), cfg.model.arch, ds.name, ds.train_size, steps,
         cfg.data.batch_size, cfg.optim.lr, device,
     )
     target = cfg.train.target_acc
     started, exit_code = time.time(), 1
     try:
-        with console.LiveProgress(steps, list(cfg.arms), cfg.train.progress) as bar:
+        with console.LiveProgress(steps, [a.name for a in arms], cfg.train.progress) as bar:
 
             def evaluate_all(step: int) -> None:
                 rows = []
@@ -389,7 +419,9 @@ def make_summary(cfg, pair, ds, batches, steps, arms, started, tracker) -> dict:
         "data": ds.describe(),
         "arms": {
             a.name: {
-                "norm": a.name,
+                "norm": a.norm,
+                "trainable_params": a.trainable_params,
+                "final_gamma_frac_below_0.01": _item(gammas.small_gamma_fraction(a.model)),
                 "final_test_acc": a.last_test.get("acc"),
                 "final_test_loss": a.last_test.get("loss"),
                 "best_test_acc": a.best_test_acc,
@@ -407,6 +439,10 @@ def make_summary(cfg, pair, ds, batches, steps, arms, started, tracker) -> dict:
         "wall_time_s": round(time.time() - started, 3),
         "wandb": tracker.describe(),
     }
+
+
+def _item(t):
+    return None if t is None else t.item()
 
 
 def hydra_output_dir() -> Path:

@@ -65,20 +65,31 @@ def relative_loss(
 
 
 def layer_scales(model: nn.Module, loss_fn, inputs: torch.Tensor, targets: torch.Tensor) -> dict:
-    """Per conv/linear layer: std of its output and ||grad W|| at the current weights (one pass)."""
+    """Per conv/linear layer: std of its output and ||grad W|| at the current weights (one pass).
+
+    A frozen weight (requires_grad False) reports its activation std only.
+    """
     layers = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     stds, hooks = {}, []
     for name, m in layers:
         hooks.append(m.register_forward_hook(lambda _m, _i, out, name=name: stds.__setitem__(name, out.detach().std())))
+    trained = [(n, m) for n, m in layers if m.weight.requires_grad]
     try:
         with preserved(model):
             model.train()
-            weights = [m.weight for _, m in layers]
-            _, grads = loss_and_grad(model, loss_fn, inputs, targets, weights)
+            if trained:
+                _, grads = loss_and_grad(model, loss_fn, inputs, targets, [m.weight for _, m in trained])
+            else:
+                with torch.no_grad():
+                    model(inputs)
+                grads = []
             values = torch.stack([*(stds[n] for n, _ in layers),
                                   *(torch.linalg.vector_norm(g) for g in grads)]).tolist()
     finally:
         for h in hooks:
             h.remove()
     k = len(layers)
-    return {name: {"act_std": values[i], "grad_norm": values[k + i]} for i, (name, _) in enumerate(layers)}
+    out = {name: {"act_std": values[i]} for i, (name, _) in enumerate(layers)}
+    for j, (name, _) in enumerate(trained):
+        out[name]["grad_norm"] = values[k + j]
+    return out
