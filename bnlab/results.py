@@ -85,3 +85,54 @@ def find_runs(root: Path) -> list[Path]:
     """Every run directory (one holding summary.json) at or below root, sorted."""
     root = Path(root)
     return sorted(p.parent for p in root.rglob("summary.json"))
+
+
+class Run:
+    """One run directory, read lazily: ``summary``, ``config`` (resolved, plain dict), ``metrics``."""
+
+    def __init__(self, run_dir: Path):
+        self.dir = Path(run_dir)
+        self.summary = read_summary(self.dir)
+        self._metrics: list[dict] | None = None
+        self._config: dict | None = None
+
+    @property
+    def config(self) -> dict:
+        if self._config is None:
+            import yaml
+
+            path = self.dir / "config.yaml"
+            self._config = yaml.safe_load(path.read_text()) if path.exists() else {}
+        return self._config
+
+    @property
+    def metrics(self) -> list[dict]:
+        if self._metrics is None:
+            self._metrics = read_metrics(self.dir)
+        return self._metrics
+
+    def get(self, dotted: str, default=None):
+        """A resolved config value by dotted key, e.g. ``run.get("optim.lr")``."""
+        node = self.config
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+    def rows(self, arm: str, split: str, key: str | None = None) -> list[dict]:
+        """Rows of one arm and split in step order; only those holding ``key`` when given."""
+        return [r for r in self.metrics if r["arm"] == arm and r["split"] == split and (key is None or key in r)]
+
+    def series(self, arm: str, split: str, key: str) -> tuple[list[int], list[float | None]]:
+        rows = self.rows(arm, split, key)
+        return [r["step"] for r in rows], [r[key] for r in rows]
+
+    @property
+    def arms(self) -> list[str]:
+        return list(self.summary["arms"])
+
+
+def load_runs(root: Path) -> list[Run]:
+    """Every finished run at or below ``root`` (a run dir or a multirun dir)."""
+    return [Run(d) for d in find_runs(root)]

@@ -76,3 +76,6 @@ def corrupt_cifar(tmp_path, cifar_dir) -> Path:
     f = dst / "data_batch_3"
     f.write_bytes(f.read_bytes()[: 4096])
     return dst.parent
+
+
+from run_fixtures import single_run, sweep_run  # noqa: E402,F401  (shared session fixtures)
