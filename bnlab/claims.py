@@ -1,0 +1,339 @@
+"""``bnlab-claims DIR``: verdicts on published claims about BatchNorm, from run records only.
+
+Each claim of ../shared/SCIENCE.md that records can speak to is a rule: a
+function of the runs under DIR and the thresholds in ``configs/claims/default.yaml``.
+A verdict is SUPPORTED, NOT SUPPORTED, or INCONCLUSIVE when the records lack
+the evidence (no runs with the needed arms, probes, learning rates or batch
+sizes). Every verdict carries the numbers behind it and the scale they were
+measured at (runs, seeds, data set size, steps, models), so a small CPU-scale
+result is never mistaken for the paper's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections import defaultdict
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from bnlab.analysis import landscape_medians
+from bnlab.results import Run, atomic_write_text, load_runs
+
+SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "SUPPORTED", "NOT SUPPORTED", "INCONCLUSIVE"
+CLAIMS = []
+
+
+def claim(cid: str, text: str, paper: str):
+    def register(fn):
+        CLAIMS.append((cid, text, paper, fn))
+        return fn
+
+    return register
+
+
+def verdict(v: str, rule: str, numbers: dict, runs: list[Run]) -> dict:
+    return {"verdict": v, "rule": rule, "numbers": numbers, "scale": scale(runs), "runs": len(runs)}
+
+
+def scale(runs: list[Run]) -> str:
+    if not runs:
+        return "no runs"
+    data = {f"{r.summary['data']['name']} ({r.summary['data']['train_size']} train / "
+            f"{r.summary['data']['test_size']} test)" for r in runs}
+    models = {f"{r.summary['model']} x{r.summary['width']}" for r in runs}
+    steps = sorted({r.summary["steps"] for r in runs})
+    seeds = sorted({r.summary["seed"] for r in runs})
+    return (f"{len(runs)} run(s); {', '.join(sorted(data))}; {', '.join(sorted(models))}; "
+            f"steps {steps[0]}" + (f"-{steps[-1]}" if len(steps) > 1 else "") + f"; {len(seeds)} seed(s)")
+
+
+def with_arms(runs: list[Run], *arms: str) -> list[Run]:
+    return [r for r in runs if all(a in r.summary["arms"] for a in arms)]
+
+
+def acc(run: Run, arm: str) -> float | None:
+    a = run.summary["arms"][arm]
+    return None if a["diverged"] else a["final_test_acc"]
+
+
+def paired(runs: list[Run], better, rule: str, cfg: dict, arm_a="bn", arm_b="none") -> dict:
+    """A per-pair comparison counted over runs: SUPPORTED if BN wins in min_pair_fraction of them."""
+    pairs = [(r, better(r)) for r in with_arms(runs, arm_a, arm_b)]
+    pairs = [(r, w) for r, w in pairs if w is not None]
+    if not pairs:
+        return verdict(INCONCLUSIVE, rule, {"pairs": 0}, [])
+    wins = sum(1 for _, w in pairs if w)
+    frac = wins / len(pairs)
+    v = SUPPORTED if frac >= cfg["min_pair_fraction"] else NOT_SUPPORTED
+    return verdict(v, rule + f" in >= {cfg['min_pair_fraction']:.0%} of pairs",
+                   {"pairs": len(pairs), "bn_wins": wins, "fraction": round(frac, 3)}, [r for r, _ in pairs])
+
+
+# ------------------------------------------------------------------ claims ----
+
+
+@claim("bn_higher_lr", "BN trains at a higher learning rate than no-BN",
+       "Santurkar et al. 2018; Bjorck et al. 2018; Ioffe & Szegedy 2015")
+def bn_higher_lr(runs, cfg):
+    rule = (f"largest lr at which an arm trains (no divergence, test acc >= {cfg['trains_acc']}) "
+            "is higher for bn than for none")
+    groups = defaultdict(list)
+    for r in with_arms(runs, "bn", "none"):
+        groups[r.summary["lr"]].append(r)
+    if len(groups) < 2:
+        return verdict(INCONCLUSIVE, rule + " (needs runs at >= 2 learning rates)", {"lrs": sorted(groups)},
+                       [r for rs in groups.values() for r in rs])
+
+    def trains(arm, rs):  # in every seed at that lr
+        return all((a := acc(r, arm)) is not None and a >= cfg["trains_acc"] for r in rs)
+
+    best = {arm: max([lr for lr, rs in groups.items() if trains(arm, rs)], default=None) for arm in ("bn", "none")}
+    used = [r for rs in groups.values() for r in rs]
+    if best["bn"] is None:
+        return verdict(NOT_SUPPORTED, rule, {"max_lr_bn": None, "max_lr_none": best["none"],
+                                             "lrs": sorted(groups)}, used)
+    v = SUPPORTED if best["none"] is None or best["bn"] > best["none"] else NOT_SUPPORTED
+    return verdict(v, rule, {"max_lr_bn": best["bn"], "max_lr_none": best["none"], "lrs": sorted(groups)}, used)
+
+
+@claim("bn_divergence_eta", "BN tolerates larger steps at initialization (divergence probe)",
+       "Bjorck et al. 2018")
+def bn_divergence_eta(runs, cfg):
+    rule = "at step 0 the first step size eta with L(w - eta g)/L(w) > threshold is larger for bn (none = never)"
+
+    def first(run, arm):
+        rows = [r for r in run.rows(arm, "probe", "divergence/first_divergent_eta") if r["step"] == 0]
+        if not rows:
+            return None
+        return rows[0]["divergence/first_divergent_eta"] or float("inf")
+
+    def better(run):
+        bn, none = first(run, "bn"), first(run, "none")
+        if bn is None or none is None or bn == none == float("inf"):
+            return None  # no probe, or neither arm diverged on the grid: no evidence
+        return bn > none
+
+    return paired(runs, better, rule, cfg)
+
+
+@claim("bn_higher_accuracy", "BN reaches a higher final test accuracy", "Santurkar et al. 2018 (Fig. 1)")
+def bn_higher_accuracy(runs, cfg):
+    def better(run):
+        bn, none = acc(run, "bn"), acc(run, "none")
+        if bn is None:
+            return False
+        return none is None or bn > none
+
+    return paired(runs, better, "final test accuracy of bn > none (a diverged arm loses)", cfg)
+
+
+@claim("bn_faster_to_target", "BN reaches a target accuracy in fewer steps", "Ioffe & Szegedy 2015")
+def bn_faster_to_target(runs, cfg):
+    def better(run):
+        a = run.summary["arms"]
+        bn, none = a["bn"]["steps_to_target"], a["none"]["steps_to_target"]
+        if bn is None and none is None:
+            return None  # neither reached it: no evidence either way
+        return none is None or (bn is not None and bn < none)
+
+    return paired(runs, better, "steps to summary.target_acc (test) smaller for bn; never = infinite", cfg)
+
+
+def _landscape(runs, cfg, key, what):
+    rule = (f"median over probes of {what}: none / bn >= {cfg['landscape_min_ratio']} "
+            f"(>= {cfg['min_probes']} probes per arm)")
+    ratios, used = [], []
+    for r in with_arms(runs, "bn", "none"):
+        med = landscape_medians(r.dir)
+        if all(med.get(a, {}).get("probes", 0) >= cfg["min_probes"] and med[a][key] for a in ("bn", "none")):
+            ratios.append(med["none"][key] / med["bn"][key])
+            used.append(r)
+    if not ratios:
+        return verdict(INCONCLUSIVE, rule, {"runs_with_probes": 0}, [])
+    ratio = statistics.median(ratios)
+    v = SUPPORTED if ratio >= cfg["landscape_min_ratio"] else NOT_SUPPORTED
+    return verdict(v, rule, {"ratio_none_over_bn": round(ratio, 4), "per_run": [round(x, 4) for x in ratios]}, used)
+
+
+@claim("landscape_band_smaller", "BN's loss landscape band along the gradient is smaller",
+       "Santurkar et al. 2018 (Fig. 4a)")
+def landscape_band_smaller(runs, cfg):
+    return _landscape(runs, cfg, "loss_band", "loss_max - loss_min")
+
+
+@claim("beta_eff_smaller", "BN's effective beta-smoothness is smaller", "Santurkar et al. 2018 (Fig. 4c)")
+def beta_eff_smaller(runs, cfg):
+    return _landscape(runs, cfg, "beta_eff", "beta_eff")
+
+
+@claim("noisy_bn_trains_like_bn", "Noisy BN trains about as well as BN", "Santurkar et al. 2018 (Fig. 2)")
+def noisy_bn(runs, cfg):
+    tol = cfg["noisy_bn_tolerance"]
+    rule = f"final test acc of noisy_bn >= bn - {tol} in every run with both arms"
+    rs = with_arms(runs, "bn", "noisy_bn")
+    if not rs:
+        return verdict(INCONCLUSIVE, rule, {"runs": 0}, [])
+    gaps = [(acc(r, "bn") or 0.0) - (acc(r, "noisy_bn") or 0.0) for r in rs]
+    v = SUPPORTED if all(g <= tol for g in gaps) else NOT_SUPPORTED
+    return verdict(v, rule, {"acc_gap_bn_minus_noisy": [round(g, 4) for g in gaps]}, rs)
+
+
+@claim("ics_not_smaller_with_bn", "Internal covariate shift is not smaller with BN",
+       "Santurkar et al. 2018 (Fig. 3)")
+def ics_not_smaller(runs, cfg):
+    rule = (f"median over probes and layers of ||G - G'||: bn / none >= {cfg['ics_min_ratio']} "
+            f"(>= {cfg['min_probes']} probes per arm)")
+
+    def med(run, arm, suffix):
+        vals = [v for r in run.rows(arm, "probe") for k, v in r.items()
+                if k.startswith("ics/") and k.endswith(suffix) and v is not None]
+        return statistics.median(vals) if vals else None
+
+    def probes(run, arm):
+        return sum(1 for x in run.rows(arm, "probe") if any(k.startswith("ics/") for k in x))
+
+    ratios, cos, used = [], [], []
+    for r in with_arms(runs, "bn", "none"):
+        bn, none = med(r, "bn", "/l2"), med(r, "none", "/l2")
+        if not bn or not none or min(probes(r, "bn"), probes(r, "none")) < cfg["min_probes"]:
+            continue
+        ratios.append(bn / none)
+        cos.append((med(r, "bn", "/cos"), med(r, "none", "/cos")))
+        used.append(r)
+    if not ratios:
+        return verdict(INCONCLUSIVE, rule, {"runs_with_ics": 0}, [])
+    ratio = statistics.median(ratios)
+    v = SUPPORTED if ratio >= cfg["ics_min_ratio"] else NOT_SUPPORTED
+    return verdict(v, rule, {"ratio_bn_over_none": round(ratio, 4),
+                             "median_cos_bn_none": [[round(a, 4), round(b, 4)] for a, b in cos]}, used)
+
+
+@claim("activations_drift_less", "BN's pre-activation percentiles drift less over training",
+       "Ioffe & Szegedy 2015 (Fig. 1)")
+def activations_drift(runs, cfg):
+    rule = (f"drift = (max - min over training of the p50 trace) / median of (p85 - p15), averaged over tracked "
+            f"channels; none / bn > {cfg['drift_min_ratio']}")
+
+    def drift(run, arm):
+        keys = sorted({k[: -len("/p50")] for r in run.rows(arm, "train") for k in r if k.endswith("/p50")})
+        ds = []
+        for base in keys:
+            rows = run.rows(arm, "train", f"{base}/p50")
+            p50 = [r[f"{base}/p50"] for r in rows]
+            spread = statistics.median(r[f"{base}/p85"] - r[f"{base}/p15"] for r in rows)
+            if len(p50) >= cfg["min_probes"] and spread > 0:
+                ds.append((max(p50) - min(p50)) / spread)
+        return statistics.mean(ds) if ds else None
+
+    ratios, used = [], []
+    for r in with_arms(runs, "bn", "none"):
+        bn, none = drift(r, "bn"), drift(r, "none")
+        if bn is not None and none is not None and bn > 0:
+            ratios.append(none / bn)
+            used.append(r)
+    if not ratios:
+        return verdict(INCONCLUSIVE, rule, {"runs_with_activations": 0}, [])
+    ratio = statistics.median(ratios)
+    v = SUPPORTED if ratio > cfg["drift_min_ratio"] else NOT_SUPPORTED
+    return verdict(v, rule, {"drift_ratio_none_over_bn": round(ratio, 4)}, used)
+
+
+@claim("bn_needs_large_batches", "BN's advantage needs large batches", "Wu & He 2018")
+def bn_large_batches(runs, cfg):
+    ref = "group_norm" if with_arms(runs, "bn", "group_norm") else "none"
+    rule = (f"bn - {ref} final test accuracy at the largest batch exceeds that at the smallest batch by "
+            f">= {cfg['batch_margin']} (mean over seeds; needs >= 2 batch sizes)")
+    by_batch = defaultdict(list)
+    for r in with_arms(runs, "bn", ref):
+        by_batch[r.summary["batch_size"]].append((acc(r, "bn") or 0.0) - (acc(r, ref) or 0.0))
+    used = with_arms(runs, "bn", ref)
+    if len(by_batch) < 2:
+        return verdict(INCONCLUSIVE, rule, {"batch_sizes": sorted(by_batch)}, used)
+    adv = {b: round(statistics.mean(v), 4) for b, v in sorted(by_batch.items())}
+    big, small = max(adv), min(adv)
+    v = SUPPORTED if adv[big] - adv[small] >= cfg["batch_margin"] else NOT_SUPPORTED
+    return verdict(v, rule, {"reference_arm": ref, "bn_advantage_by_batch": adv}, used)
+
+
+@claim("bn_only_beats_random", "Training only BN's gamma and beta beats training as many random weights",
+       "Frankle, Schwab & Morcos 2021")
+def bn_only(runs, cfg):
+    rule = f"final test acc of bn (only gamma/beta) > bn-random + {cfg['bn_only_margin']} in every run"
+    rs = [r for r in with_arms(runs, "bn", "bn-random") if r.get("train.only_norm_params")]
+    if not rs:
+        return verdict(INCONCLUSIVE, rule, {"runs": 0}, [])
+    pairs = [(acc(r, "bn") or 0.0, acc(r, "bn-random") or 0.0) for r in rs]
+    v = SUPPORTED if all(a > b + cfg["bn_only_margin"] for a, b in pairs) else NOT_SUPPORTED
+    small = [r.summary["arms"]["bn"].get("final_gamma_frac_below_0.01") for r in rs]
+    return verdict(v, rule, {"acc_bn_only_vs_random": [[round(a, 4), round(b, 4)] for a, b in pairs],
+                             "gamma_frac_below_0.01": small}, rs)
+
+
+# ----------------------------------------------------------------- driver ----
+
+
+def load_config(path: Path | None = None) -> dict:
+    text = Path(path).read_text() if path else (resources.files("bnlab.configs") / "claims/default.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def evaluate(root: Path, cfg: dict | None = None) -> list[dict]:
+    """Every claim's verdict for the runs at or below ``root``."""
+    cfg = cfg or load_config()
+    runs = load_runs(root)
+    return [{"id": cid, "claim": text, "paper": paper, **fn(runs, cfg)} for cid, text, paper, fn in CLAIMS]
+
+
+def to_markdown(results: list[dict]) -> str:
+    lines = ["| claim | paper | verdict | numbers | scale |", "|---|---|---|---|---|"]
+    for c in results:
+        nums = json.dumps(c["numbers"]).replace("|", "/")
+        lines.append(f"| {c['claim']} | {c['paper']} | **{c['verdict']}** | {nums} | {c['scale']} |")
+    lines += ["", "Rules:", ""] + [f"- `{c['id']}`: {c['rule']}" for c in results]
+    return "\n".join(lines) + "\n"
+
+
+def print_table(results: list[dict]) -> None:
+    from rich import get_console
+    from rich.table import Table
+
+    table = Table(title="bnlab claims", show_lines=True)
+    for col in ("claim", "paper", "verdict", "numbers", "scale"):
+        table.add_column(col, overflow="fold")
+    colors = {SUPPORTED: "green", NOT_SUPPORTED: "red", INCONCLUSIVE: "yellow"}
+    for c in results:
+        table.add_row(c["claim"], c["paper"], f"[{colors[c['verdict']]}]{c['verdict']}[/]",
+                      json.dumps(c["numbers"]), c["scale"])
+    get_console().print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="bnlab-claims", description=__doc__.split("\n")[0])
+    ap.add_argument("path", type=Path, help="a run or multirun directory (or a folder of them)")
+    ap.add_argument("--config", type=Path, help="claim thresholds (default: configs/claims/default.yaml)")
+    ap.add_argument("--out", type=Path, help="where claims.json and claims.md go (default: PATH)")
+    args = ap.parse_args(argv)
+    if not args.path.is_dir() or not load_runs(args.path):
+        print(f"bnlab-claims: error: {args.path} holds no run records (summary.json); "
+              f"pass a bnlab run or multirun directory", file=sys.stderr)
+        return 2
+    if args.config and not args.config.is_file():
+        print(f"bnlab-claims: error: --config {args.config} does not exist", file=sys.stderr)
+        return 2
+    results = evaluate(args.path, load_config(args.config))
+    print_table(results)
+    out = args.out or args.path
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "claims.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_text(out / "claims.md", to_markdown(results))
+    print(f"{out / 'claims.json'}\n{out / 'claims.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
