@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 DATA    ?= $(or $(BNLAB_DATA_DIR),$(wildcard ../shared/data/cifar10-mini))
 export BNLAB_DATA_DIR := $(DATA)
 
-.PHONY: help install demo test test-slow bench clean
+.PHONY: help install demo test test-slow bench reproduce clean
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -22,6 +22,7 @@ DEMO_DIR := outputs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
 demo: install  ## paired BN / no-BN run on CIFAR-10 (narrow VGG-11), summary table and plots
 	$(BIN)/bnlab experiment=demo data.download=true hydra.run.dir=$(DEMO_DIR)
 	$(BIN)/bnlab-plot $(DEMO_DIR)
+	$(BIN)/bnlab-report $(DEMO_DIR)
 
 test: install  ## fast test suite (real runs on the CIFAR-10 subset, W&B offline)
 	$(BIN)/pytest -q
@@ -32,6 +33,9 @@ test-slow: install  ## the slow end-to-end tests only
 bench: install  ## benchmarks (probe cost, curvature solvers); output in results/bench/
 	$(BIN)/python scripts/bench_probes.py --out results/bench/probes.txt
 	$(BIN)/python scripts/bench_curvature.py --out results/bench/curvature.txt
+
+reproduce: install  ## every experiment at CPU scale into results/ (+ figures, claims, report); ~75 min on 2 cores
+	BIN=$(BIN) bash scripts/reproduce.sh
 
 clean:  ## remove run outputs (not .venv)
 	rm -rf outputs multirun wandb .pytest_cache

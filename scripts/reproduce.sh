@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# `make reproduce`: every experiment at its CPU scale into results/, then
+# figures, claims and the report. Commits nothing. An experiment whose run
+# record (summary.json) is already in place is skipped, so an interrupted
+# reproduce resumes; FORCE=1 reruns everything. W&B is off (logger=none):
+# the run records are the results.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.venv/bin}
+OUT=${OUT:-results}
+export BNLAB_DATA_DIR=${BNLAB_DATA_DIR:-../shared/data/cifar10-mini}
+
+single() {  # single NAME: bnlab experiment=NAME into $OUT/NAME/run
+  local dir="$OUT/$1/run"
+  if [[ -z "${FORCE:-}" && -f "$dir/summary.json" ]]; then echo "== $1: done already ($dir)"; return; fi
+  rm -rf "$dir"; echo "== $1"; local t0=$SECONDS
+  "$BIN/bnlab" "experiment=$1" logger=none train.progress=off "hydra.run.dir=$dir"
+  echo "== $1: $((SECONDS - t0)) s"
+}
+
+sweep() {  # sweep NAME JOBS: bnlab -m experiment=NAME into $OUT/NAME/sweep
+  local dir="$OUT/$1/sweep"
+  if [[ -z "${FORCE:-}" && $(find "$dir" -name summary.json 2>/dev/null | wc -l) -ge $2 ]]; then
+    echo "== $1: done already ($dir)"; return
+  fi
+  rm -rf "$dir"; echo "== $1"; local t0=$SECONDS
+  "$BIN/bnlab" -m "experiment=$1" logger=none train.progress=off "hydra.sweep.dir=$dir"
+  echo "== $1: $((SECONDS - t0)) s"
+}
+
+single santurkar_fig4
+single santurkar_noisy_bn
+single curvature
+single ioffe_fig1
+single bn_only_training
+sweep santurkar_fig1 2
+sweep batch_size_dependence 4
+sweep init_sensitivity 7
+
+"$BIN/bnlab-analyze" "$OUT/curvature/run"
+python_bin="$BIN/python"
+"$python_bin" scripts/landscape_medians.py "$OUT/santurkar_fig4/run" --out "$OUT/santurkar_fig4/medians.md"
+"$BIN/bnlab-plot" "$OUT"
+"$BIN/bnlab-claims" "$OUT"
+"$BIN/bnlab-report" "$OUT" --out "$OUT/report.html"
+echo "results in $OUT/: figures under */figures, claims.json, claims.md, report.html"
