@@ -52,6 +52,11 @@ def scale(runs: list[Run]) -> str:
             f"steps {steps[0]}" + (f"-{steps[-1]}" if len(steps) > 1 else "") + f"; {len(seeds)} seed(s)")
 
 
+def sig(x: float | None) -> float | None:
+    """4 significant digits: readable in tables, precise enough for any ratio's size."""
+    return None if x is None else float(f"{x:.4g}")
+
+
 def with_arms(runs: list[Run], *arms: str) -> list[Run]:
     return [r for r in runs if all(a in r.summary["arms"] for a in arms)]
 
@@ -71,7 +76,7 @@ def paired(runs: list[Run], better, rule: str, cfg: dict, arm_a="bn", arm_b="non
     frac = wins / len(pairs)
     v = SUPPORTED if frac >= cfg["min_pair_fraction"] else NOT_SUPPORTED
     return verdict(v, rule + f" in >= {cfg['min_pair_fraction']:.0%} of pairs",
-                   {"pairs": len(pairs), "bn_wins": wins, "fraction": round(frac, 3)}, [r for r, _ in pairs])
+                   {"pairs": len(pairs), "bn_wins": wins, "fraction": sig(frac)}, [r for r, _ in pairs])
 
 
 # ------------------------------------------------------------------ claims ----
@@ -157,7 +162,7 @@ def _landscape(runs, cfg, key, what):
         return verdict(INCONCLUSIVE, rule, {"runs_with_probes": 0}, [])
     ratio = statistics.median(ratios)
     v = SUPPORTED if ratio >= cfg["landscape_min_ratio"] else NOT_SUPPORTED
-    return verdict(v, rule, {"ratio_none_over_bn": round(ratio, 4), "per_run": [round(x, 4) for x in ratios]}, used)
+    return verdict(v, rule, {"ratio_none_over_bn": sig(ratio), "per_run": [sig(x) for x in ratios]}, used)
 
 
 @claim("landscape_band_smaller", "BN's loss landscape band along the gradient is smaller",
@@ -180,7 +185,7 @@ def noisy_bn(runs, cfg):
         return verdict(INCONCLUSIVE, rule, {"runs": 0}, [])
     gaps = [(acc(r, "bn") or 0.0) - (acc(r, "noisy_bn") or 0.0) for r in rs]
     v = SUPPORTED if all(g <= tol for g in gaps) else NOT_SUPPORTED
-    return verdict(v, rule, {"acc_gap_bn_minus_noisy": [round(g, 4) for g in gaps]}, rs)
+    return verdict(v, rule, {"acc_gap_bn_minus_noisy": [sig(g) for g in gaps]}, rs)
 
 
 @claim("ics_not_smaller_with_bn", "Internal covariate shift is not smaller with BN",
@@ -209,8 +214,8 @@ def ics_not_smaller(runs, cfg):
         return verdict(INCONCLUSIVE, rule, {"runs_with_ics": 0}, [])
     ratio = statistics.median(ratios)
     v = SUPPORTED if ratio >= cfg["ics_min_ratio"] else NOT_SUPPORTED
-    return verdict(v, rule, {"ratio_bn_over_none": round(ratio, 4),
-                             "median_cos_bn_none": [[round(a, 4), round(b, 4)] for a, b in cos]}, used)
+    return verdict(v, rule, {"ratio_bn_over_none": sig(ratio),
+                             "median_cos_bn_none": [[sig(a), sig(b)] for a, b in cos]}, used)
 
 
 @claim("activations_drift_less", "BN's pre-activation percentiles drift less over training",
@@ -240,7 +245,7 @@ def activations_drift(runs, cfg):
         return verdict(INCONCLUSIVE, rule, {"runs_with_activations": 0}, [])
     ratio = statistics.median(ratios)
     v = SUPPORTED if ratio > cfg["drift_min_ratio"] else NOT_SUPPORTED
-    return verdict(v, rule, {"drift_ratio_none_over_bn": round(ratio, 4)}, used)
+    return verdict(v, rule, {"drift_ratio_none_over_bn": sig(ratio)}, used)
 
 
 @claim("bn_needs_large_batches", "BN's advantage needs large batches", "Wu & He 2018")
@@ -254,7 +259,7 @@ def bn_large_batches(runs, cfg):
     used = with_arms(runs, "bn", ref)
     if len(by_batch) < 2:
         return verdict(INCONCLUSIVE, rule, {"batch_sizes": sorted(by_batch)}, used)
-    adv = {b: round(statistics.mean(v), 4) for b, v in sorted(by_batch.items())}
+    adv = {b: sig(statistics.mean(v)) for b, v in sorted(by_batch.items())}
     big, small = max(adv), min(adv)
     v = SUPPORTED if adv[big] - adv[small] >= cfg["batch_margin"] else NOT_SUPPORTED
     return verdict(v, rule, {"reference_arm": ref, "bn_advantage_by_batch": adv}, used)
@@ -270,7 +275,7 @@ def bn_only(runs, cfg):
     pairs = [(acc(r, "bn") or 0.0, acc(r, "bn-random") or 0.0) for r in rs]
     v = SUPPORTED if all(a > b + cfg["bn_only_margin"] for a, b in pairs) else NOT_SUPPORTED
     small = [r.summary["arms"]["bn"].get("final_gamma_frac_below_0.01") for r in rs]
-    return verdict(v, rule, {"acc_bn_only_vs_random": [[round(a, 4), round(b, 4)] for a, b in pairs],
+    return verdict(v, rule, {"acc_bn_only_vs_random": [[sig(a), sig(b)] for a, b in pairs],
                              "gamma_frac_below_0.01": small}, rs)
 
 
