@@ -185,7 +185,14 @@ def noisy_bn(runs, cfg):
         return verdict(INCONCLUSIVE, rule, {"runs": 0}, [])
     gaps = [(acc(r, "bn") or 0.0) - (acc(r, "noisy_bn") or 0.0) for r in rs]
     v = SUPPORTED if all(g <= tol for g in gaps) else NOT_SUPPORTED
-    return verdict(v, rule, {"acc_gap_bn_minus_noisy": [sig(g) for g in gaps]}, rs)
+
+    def batch_stats_acc(run, arm):  # the same test set, normalized with batch statistics (noise off)
+        rows = run.rows(arm, "test", "acc_batch_stats")
+        return rows[-1]["acc_batch_stats"] if rows else None
+
+    bs = [(batch_stats_acc(r, "bn"), batch_stats_acc(r, "noisy_bn")) for r in rs]
+    return verdict(v, rule, {"acc_gap_bn_minus_noisy": [sig(g) for g in gaps],
+                             "acc_batch_stats_bn_noisy": [[sig(a), sig(b)] for a, b in bs]}, rs)
 
 
 @claim("ics_not_smaller_with_bn", "Internal covariate shift is not smaller with BN",
