@@ -208,6 +208,11 @@ def _arm_index(run: Run) -> dict[str, int]:
     return {arm: i for i, arm in enumerate(run.arms)}
 
 
+def _panel_letter(i: int) -> str:
+    """a, b, ..., z, then 27, 28, ...: panel labels for any number of panels."""
+    return chr(ord("a") + i) if i < 26 else str(i + 1)
+
+
 def save(fig, out_dir: Path, name: str) -> list[Path]:
     plt = _plt()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -1023,7 +1028,7 @@ def plot_acc_vs_lr(runs: list[Run], out_dir: Path) -> list[Path]:
             ax.set_xlabel("learning rate optim.lr (log scale)")
             if fi == 0:
                 ax.set_ylabel("final test accuracy (fraction)")
-            ax.set_title(f"({'abcdefghij'[fi]}) {label}" if label else "", loc="left")
+            ax.set_title(f"({_panel_letter(fi)}) {label}" if label else "", loc="left")
             handles, _ = ax.get_legend_handles_labels()
             handles += [plt.Line2D([], [], color="0.4", marker="X", ls="", ms=9, mec="black",
                                    label="diverged (>= 1 seed)"),
@@ -1099,7 +1104,7 @@ def plot_init_sensitivity(runs: list[Run], out_dir: Path) -> list[Path]:
             ax.set_ylabel("final test accuracy (fraction)")
             ax.set_xlabel("init scheme (init.scheme)")
             ax.margins(y=0.15)
-            ax.set_title(f"({'abcdefghij'[fi]}) {label}" if label else "", loc="left")
+            ax.set_title(f"({_panel_letter(fi)}) {label}" if label else "", loc="left")
             handles = [Patch(facecolor=arm_color(arm, i), label=arm) for i, arm in enumerate(arms)]
             handles.append(Patch(facecolor="white", edgecolor="black", hatch="xx", label="diverged (>= 1 seed)"))
             ax.legend(handles=handles, frameon=False, title="arm", loc="upper left", bbox_to_anchor=(1.0, 1.0))

@@ -40,7 +40,9 @@ sweep init_sensitivity 7
 "$BIN/bnlab-analyze" "$OUT/curvature/run"
 python_bin="$BIN/python"
 "$python_bin" scripts/landscape_medians.py "$OUT/santurkar_fig4/run" --out "$OUT/santurkar_fig4/medians.md"
-"$BIN/bnlab-plot" "$OUT"
+for d in "$OUT"/*/; do  # one experiment (run or sweep) at a time: sweep figures compare like with like
+  if [[ -n "$(find "$d" -name summary.json -print -quit)" ]]; then "$BIN/bnlab-plot" "$d"; fi
+done
 "$BIN/bnlab-claims" "$OUT"
 "$BIN/bnlab-report" "$OUT" --out "$OUT/report.html"
 echo "results in $OUT/: figures under */figures, claims.json, claims.md, report.html"
