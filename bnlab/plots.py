@@ -1198,9 +1198,28 @@ def sweep_figures(path: Path, runs: list[Run] | None = None) -> tuple[list[Path]
     return paths, notes
 
 
+def sweep_groups(path: Path, runs: list[Run]) -> dict[Path, list[Run]]:
+    """The sweeps among ``runs``: {multirun dir: its runs}, for sweep figures that compare like with like.
+
+    A sweep is the runs that share a parent directory (Hydra's multirun dir holds one dir per job), so
+    ``results/`` with several experiments gives one group per experiment's sweep instead of one
+    meaningless sweep over all of them; a lone run dir is no sweep. ``path`` itself is a group when
+    it is a multirun dir, even of one job, so its figure section says why nothing was compared.
+    """
+    path = Path(path)
+    if (path / "summary.json").exists():
+        return {}
+    groups: dict[Path, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(r.dir.parent, []).append(r)
+    return {d: rs for d, rs in groups.items() if len(rs) >= 2 or d.resolve() == path.resolve()}
+
+
 def make_figures(path: Path) -> tuple[list[Path], list[str]]:
     """Every figure for a run dir, or for a sweep dir (the sweep figures, then every run's figures).
 
+    A folder of several experiments (e.g. ``results/``) gets the sweep figures of each sweep in it
+    (see ``sweep_groups``), then every run's figures.
     Returns (PNG/PDF paths written, one-line notes for figures skipped because their data is absent).
     """
     path = Path(path)
@@ -1208,8 +1227,8 @@ def make_figures(path: Path) -> tuple[list[Path], list[str]]:
     if not runs:
         return [], [f"skipped all figures: {path} holds no run records (summary.json)"]
     paths, notes = [], []
-    if not (path / "summary.json").exists():
-        p, n = sweep_figures(path, runs)
+    for sweep_dir, group in sweep_groups(path, runs).items():
+        p, n = sweep_figures(sweep_dir, group)
         paths += p
         notes += n
     for run in runs:

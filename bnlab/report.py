@@ -262,8 +262,17 @@ def _caption(name: str) -> str:
     return name
 
 
+def _rel(d: Path, root: Path) -> str:
+    """``d`` relative to the report root (the root's own name when it is the root)."""
+    try:
+        rel = d.relative_to(root)
+    except ValueError:
+        return str(d)
+    return str(rel) if str(rel) != "." else root.name
+
+
 def figures_section(root: Path, runs: list[Run], labels: list[str], paths: list[Path], notes: list[str],
-                    group_ids: dict) -> tuple[str, list[tuple[str, str]]]:
+                    group_ids: dict, sweeps: list[Path] = ()) -> tuple[str, list[tuple[str, str]]]:
     """(html, [(anchor, title)] for the table of contents) of the figures, grouped per sweep / run dir."""
     root_r = root.resolve()
     run_label = {r.dir.resolve(): lbl for r, lbl in zip(runs, labels)}
@@ -279,22 +288,20 @@ def figures_section(root: Path, runs: list[Run], labels: list[str], paths: list[
             where = Path(n[n.rfind("(") + 1:-1])
             for cand in (where, root / where):
                 try:
-                    if cand.resolve() in run_label or cand.resolve() == root_r:
+                    if cand.resolve() in group_ids:
                         owner = cand.resolve()
                         break
                 except OSError:
                     pass
         group_notes.setdefault(owner, []).append(n)
-    order = []
-    if root_r not in run_label:
-        order.append(root_r)  # the sweep's own figures first
+    order = [d.resolve() for d in sweeps]  # the sweeps' own figures first
     order += [r.dir.resolve() for r in runs]
     out, toc = [], []
     for g in order:
         pngs, gnotes = groups.get(g, []), group_notes.get(g, [])
         if not pngs and not gnotes:
             continue
-        title = (f"Run {run_label[g]}" if g in run_label else f"Sweep {g.name} (all runs)")
+        title = (f"Run {run_label[g]}" if g in run_label else f"Sweep {_rel(g, root_r)} (all its runs)")
         anchor = group_ids[g]
         toc.append((anchor, title))
         out.append(f"<section class=\"figgroup\" id=\"{esc(anchor)}\"><h3>{esc(title)}</h3>")
@@ -403,16 +410,17 @@ def build(root: Path, make_figures: bool = True) -> str:
     differ, same = config_diff(flats) if len(runs) > 1 else ([], list(flats[0]))
     labels = [run_label(r, root, differ) for r in runs]
     results = claims.evaluate(root)
-    if make_figures:
-        from bnlab import plots
+    from bnlab import plots
 
+    if make_figures:
         paths, notes = plots.make_figures(root)
     else:
         paths, notes = [], ["figures not drawn (--no-figures)"]
-    group_ids = {root.resolve(): "fig-sweep"}
+    sweeps = list(plots.sweep_groups(root, runs)) if make_figures else []
+    group_ids = {d.resolve(): f"fig-sweep-{i}" for i, d in enumerate(sweeps)}
     for i, r in enumerate(runs):
         group_ids[r.dir.resolve()] = f"fig-run-{i}"
-    figs_html, fig_toc = figures_section(root, runs, labels, paths, notes, group_ids)
+    figs_html, fig_toc = figures_section(root, runs, labels, paths, notes, group_ids, sweeps)
 
     kind = "run" if len(runs) == 1 and (root / "summary.json").exists() else "sweep"
     title = f"bnlab report: {kind} {root.resolve().name}"

@@ -302,3 +302,18 @@ def test_sweep_figures_need_two_runs(single_run):
     paths, notes = plots.sweep_figures(single_run.parent)  # a folder holding one run
     assert paths == [] and len(notes) == len(plots.SWEEP_FIGURES)
     assert all(n.startswith("skipped ") and "needs >= 2 runs" in n for n in notes)
+
+
+def test_a_folder_of_experiments_gets_sweep_figures_per_sweep(single_run, sweep_run, tmp_path):
+    """results/ holds several experiments: each multirun is compared within itself, never all runs pooled."""
+    root = tmp_path / "results"
+    shutil.copytree(single_run, root / "one_run" / "run", ignore=shutil.ignore_patterns("figures"))
+    shutil.copytree(sweep_run, root / "a_sweep" / "sweep", ignore=shutil.ignore_patterns("figures"))
+    groups = plots.sweep_groups(root, load_runs(root))
+    assert list(groups) == [root / "a_sweep" / "sweep"]
+    assert len(groups[root / "a_sweep" / "sweep"]) == len(load_runs(sweep_run))
+    paths, notes = plots.make_figures(root)
+    sweep_pngs = {p.name for p in paths if p.parent == root / "a_sweep" / "sweep" / "figures"}
+    assert "heatmap_final_acc.png" in sweep_pngs
+    assert not (root / "figures").exists(), "runs of different experiments were pooled into one sweep"
+    assert any(p.parent == root / "one_run" / "run" / "figures" for p in paths)
