@@ -128,6 +128,18 @@ def run_label(run: Run, root: Path, differ: list[str]) -> str:
     return name + (f" ({', '.join(parts)})" if parts else "")
 
 
+def _group_differ(run: Run, runs: list[Run]) -> list[str]:
+    """The keys that vary among the runs sharing ``run``'s multirun dir: what names it in its sweep.
+
+    A folder of several experiments (results/) differs in dozens of keys across experiments; the
+    path already names the experiment, the swept keys name the run within it.
+    """
+    group = [r for r in runs if r.dir.parent == run.dir.parent]
+    if len(group) < 2:
+        return []
+    return config_diff([flatten(r.config) for r in group])[0]
+
+
 def scale_statement(runs: list[Run]) -> str:
     s = [r.summary for r in runs]
 
@@ -408,7 +420,7 @@ def build(root: Path, make_figures: bool = True) -> str:
         raise ValueError(f"{root} holds no run records (summary.json)")
     flats = [flatten(r.config) for r in runs]
     differ, same = config_diff(flats) if len(runs) > 1 else ([], list(flats[0]))
-    labels = [run_label(r, root, differ) for r in runs]
+    labels = [run_label(r, root, _group_differ(r, runs)) for r in runs]
     results = claims.evaluate(root)
     from bnlab import plots
 
