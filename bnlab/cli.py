@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, open_dict
 
 from bnlab.errors import BnlabError
@@ -114,8 +115,22 @@ def preflight(args: list[str]) -> None:
         fail(_one_line(exc))
 
 
+class SweepJobFailed(CompactHydraException):
+    """Bad input met by one job of a ``-m`` sweep at run time (e.g. a corrupt data file).
+
+    Raised instead of ``sys.exit``: Hydra records the job as failed and the
+    launcher runs the other jobs to the end (an exit inside a joblib worker
+    makes joblib kill the jobs running beside it and drop the queued ones);
+    then Hydra reports the first failed job in one line and ``bnlab -m`` exits 1.
+    """
+
+
 @hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name="config")
 def _app(cfg: DictConfig):
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from bnlab.preemption import Interrupted
     from bnlab.train import hydra_output_dir, run
 
     out_dir = hydra_output_dir()
@@ -123,7 +138,16 @@ def _app(cfg: DictConfig):
         return run(cfg, out_dir)
     except BnlabError as exc:
         _remove_if_empty(out_dir)
-        fail(str(exc))
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            fail(str(exc))
+        print(f"bnlab: error: {exc}", file=sys.stderr, flush=True)  # now, from the job's own process
+        raise SweepJobFailed(f"bnlab: error: sweep job {HydraConfig.get().job.num} failed "
+                             f"(the other jobs ran to the end): {exc}") from None
+    except Interrupted as exc:  # a signal: the checkpoint is written, the rerun resumes
+        # An exit, not a failed job: a stop signal stops the whole sweep (the basic launcher would
+        # otherwise start the next job; joblib workers got the signal too and checkpoint atomically).
+        print(f"bnlab: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
 
 
 def _remove_if_empty(run_dir: Path) -> None:

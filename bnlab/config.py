@@ -21,7 +21,10 @@ if not OmegaConf.has_resolver("linear_lr"):
     OmegaConf.register_new_resolver("linear_lr", lambda lr, ref, batch: float(lr) * float(batch) / float(ref))
 
 # Keys that do not change what is trained, so they stay out of the pair id.
-_NOT_IN_PAIR_ID = ("arms", "logger", "train.progress", "data.root", "data.download")
+_NOT_IN_PAIR_ID = ("arms", "logger", "train.progress", "data.root", "data.download", "train.checkpoint_every",
+                   "train.resume")
+PRECISIONS = ("fp32", "tf32", "bf16")
+RESUME = ("auto", "never")
 
 
 def _positive(cfg, key: str, example, allow_none=False, integer=False) -> None:
@@ -60,6 +63,11 @@ def validate(cfg: DictConfig) -> None:
             raise BnlabError(
                 f"logger.mode={cfg.logger.mode} is not known; choose from {', '.join(tracking.MODES)}"
             )
+        _positive(cfg, "logger.init_timeout", 30)
+        ft = cfg.logger.get("finish_timeout", 0)
+        if not isinstance(ft, (int, float)) or isinstance(ft, bool) or ft < 0:
+            raise BnlabError(f"logger.finish_timeout={ft} must be >= 0 seconds (0: no limit); "
+                             f"pass e.g. logger.finish_timeout=60")
     if cfg.train.only_norm_params:
         plain = [a for a in arms if a in ("none", "noisy_none")]
         if plain:
@@ -81,6 +89,11 @@ def validate(cfg: DictConfig) -> None:
     _positive(cfg, "train.log_every", 10, integer=True)
     _positive(cfg, "train.eval_every", 100, integer=True)
     _positive(cfg, "train.divergence_loss", 100)
+    _positive(cfg, "train.checkpoint_every", 200, allow_none=True, integer=True)
+    if cfg.train.precision not in PRECISIONS:
+        raise BnlabError(f"train.precision={cfg.train.precision} is not known; choose from {', '.join(PRECISIONS)}")
+    if cfg.train.resume not in RESUME:
+        raise BnlabError(f"train.resume={cfg.train.resume} is not known; choose from {', '.join(RESUME)}")
     for name in ("layer_norms", "landscape", "ics", "divergence", "curvature", "activations"):
         _positive(cfg, f"metrics.{name}.every", 50, allow_none=True, integer=True)
     _positive(cfg, "metrics.landscape.points", 8, integer=True)

@@ -263,6 +263,14 @@ class Batches:
             x = augment_batch(x, self.augment, self.generator)
         return self.normalize(x), self.ds.train_y[idx]
 
+    def state_dict(self) -> dict:
+        """Where the stream is: the generator, this epoch's order and the position in it (for resume)."""
+        return {"generator": self.generator.get_state(), "order": self._order.clone(), "pos": self._pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self._order, self._pos = state["order"].clone(), int(state["pos"])
+
     def normalize(self, x_uint8: torch.Tensor) -> torch.Tensor:
         x = x_uint8.float() * self._scale + self._shift
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x

@@ -16,21 +16,41 @@ killed process leaves complete lines only.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
 from pathlib import Path
 
+from bnlab.errors import BnlabError
+
 SCHEMA = 1
+# A write that fails for one of these reasons is the machine's state, not a bug: one line, exit 2.
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def disk_error(path: Path, exc: OSError) -> BnlabError:
+    """The one-line error for a failed write of ``path`` (full disk, quota, read-only, permissions)."""
+    return BnlabError(
+        f"cannot write {path}: {exc.strerror or exc}; free space or choose another hydra.run.dir "
+        f"(the records up to the last complete flush are intact; rerun the same command to resume)"
+    )
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)  # the old file, if any, stays whole
+        if exc.errno in DISK_ERRORS:
+            raise disk_error(path, exc) from None
+        raise
 
 
 def _clean(v):
@@ -57,13 +77,42 @@ class RunRecord:
         data = "".join(
             json.dumps({k: _clean(v) for k, v in r.items()}, allow_nan=False) + "\n" for r in rows
         ).encode()
-        fd = os.open(self.metrics_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        before = self.size()
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
+            fd = os.open(self.metrics_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.truncate(self.metrics_path, before)  # no partial line stays behind
+            if exc.errno in DISK_ERRORS:
+                raise disk_error(self.metrics_path, exc) from None
+            raise
+
+    def size(self) -> int:
+        """Bytes of metrics.jsonl so far (a checkpoint records it to resume the records exactly)."""
+        return self.metrics_path.stat().st_size if self.metrics_path.exists() else 0
+
+    def truncate(self, size: int) -> None:
+        """Cut metrics.jsonl back to ``size`` bytes (the rows up to a checkpoint); drop any summary."""
+        have = self.size()
+        if have < size:
+            raise BnlabError(
+                f"{self.metrics_path} has {have} bytes but its checkpoint expects at least {size}; the records "
+                f"were changed after the checkpoint: pass train.resume=never to start over"
+            )
+        if self.metrics_path.exists():
+            os.truncate(self.metrics_path, size)
+        self.summary_path.unlink(missing_ok=True)
+
+    def start_over(self) -> None:
+        """A fresh run in this dir: no rows or summary of an earlier attempt remain."""
+        self.metrics_path.unlink(missing_ok=True)
+        self.summary_path.unlink(missing_ok=True)
 
     def write_summary(self, summary: dict) -> None:
         summary = {"schema": SCHEMA, **summary}

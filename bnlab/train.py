@@ -8,10 +8,20 @@ when they go to the run records, W&B and the progress bar.
 
 An arm whose loss turns NaN/Inf or exceeds ``train.divergence_loss`` is marked
 diverged at that step and stops; the others go on. Divergence is a result.
+
+Every ``train.checkpoint_every`` steps the whole state goes to
+``checkpoints/last.pt`` (bnlab/checkpoint.py); re-running the same command on
+the same run dir resumes from it. SIGTERM/SIGINT stop the loop at the end of the
+step, write a checkpoint and exit with code 3 (bnlab/preemption.py).
+
+Fast path (``train.precision``, ``train.channels_last``, ``train.compile``)
+changes how the training step computes, never what the probes measure: they
+run in fp32 on the eager module.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -21,9 +31,10 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from bnlab import config, console, data, freeze, init, models, norms, optim, results, tracking
+from bnlab import checkpoint, config, console, data, freeze, init, models, norms, optim, preemption, results, tracking
 from bnlab.metrics import activations, convergence, curvature, divergence, gammas, gradnorms, ics, landscape
-from bnlab.metrics._state import preserved
+from bnlab.errors import BnlabError
+from bnlab.metrics._state import loss_and_grad, preserved
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +62,35 @@ class Arm:
     best_test_acc: float | None = None
     steps_to_target: int | None = None
     trainable_params: int = 0
+    forward: object = None  # what the training step calls: the model, or torch.compile(model)
+    precision: str = "fp32"
 
     @property
     def active(self) -> bool:
         return self.diverged_step is None
+
+    # What a checkpoint holds of the arm; everything else is rebuilt from the config.
+    _SCALARS = ("diverged_step", "steps_trained", "train_time_s", "probe_time_s", "last_train", "last_test",
+                "best_test_acc", "steps_to_target")
+
+    def state_dict(self) -> dict:
+        noise = [None if m.generator is None else m.generator.get_state() for m in self._noise_layers()]
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
+                "noise": noise, **{k: getattr(self, k) for k in self._SCALARS}}
+
+    def load_state_dict(self, state: dict, device: torch.device) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        for m, g in zip(self._noise_layers(), state["noise"], strict=True):
+            m.generator = None if g is None else torch.Generator(device=device)
+            if g is not None:
+                m.generator.set_state(g)
+        for k in self._SCALARS:
+            setattr(self, k, state[k])
+
+    def _noise_layers(self) -> list:
+        return [m for m in self.model.modules() if isinstance(m, norms.ActivationNoise)]
 
 
 def pick_device(name: str) -> torch.device:
@@ -75,6 +111,24 @@ def arm_names(cfg: DictConfig) -> list[str]:
     return names
 
 
+@contextlib.contextmanager
+def tf32(enabled: bool):
+    """CUDA matmuls and convolutions in TF32 inside the block only (probes outside it stay fp32)."""
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def autocast(precision: str, device: torch.device):
+    """bf16 autocast for the training forward (backward follows its dtypes); a no-op otherwise."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def build_arm(name: str, cfg: DictConfig, num_classes: int, device, steps: int) -> Arm:
     kind = name.removesuffix("-random")
     model = models.build(cfg.model, kind, cfg.norm, num_classes)
@@ -88,6 +142,8 @@ def build_arm(name: str, cfg: DictConfig, num_classes: int, device, steps: int) 
         else:
             trainable = freeze.train_only_norm(model)
     model.to(device)
+    if cfg.train.channels_last:
+        model.to(memory_format=torch.channels_last)
     opt, sched = optim.make(model.parameters(), cfg.optim, steps)
     layers = cfg.metrics.ics.layers
     grad_params = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -97,8 +153,9 @@ def build_arm(name: str, cfg: DictConfig, num_classes: int, device, steps: int) 
     if a.every:
         tracked = activations.conv_layers(model)[-1:] if a.layers == "auto" else list(a.layers)
         recorder = activations.ActivationRecorder(model, tracked, list(a.channels), list(a.percentiles))
+    forward = torch.compile(model) if cfg.train.compile else model
     return Arm(name, kind, model, opt, sched, ics_layers=ics_layers, recorder=recorder,
-               trainable_params=trainable)
+               trainable_params=trainable, forward=forward, precision=str(cfg.train.precision))
 
 
 def probes_due(cfg: DictConfig, step: int) -> set[str]:
@@ -150,12 +207,18 @@ def train_step(arm: Arm, x, y, due: set[str], cfg: DictConfig, step: int = 0) ->
     leave the trajectory untouched.
     """
     arm.model.train()
+    forward = arm.forward
     if arm.recorder is not None:  # activation hooks read this forward pass, no extra one
         arm.recorder.armed = "activations" in due or "histograms" in due
-    logits = arm.model(x)
-    loss = F.cross_entropy(logits, y)
-    arm.opt.zero_grad(set_to_none=True)
-    loss.backward()
+        if arm.recorder.armed:
+            forward = arm.model  # hooks fire in eager mode only
+    device = x.device
+    with tf32(arm.precision == "tf32"):
+        with autocast(arm.precision, device):
+            logits = forward(x)
+        loss = F.cross_entropy(logits.float(), y)
+        arm.opt.zero_grad(set_to_none=True)
+        loss.backward()
     out = {
         "loss": loss.detach(),
         "acc": (logits.detach().argmax(1) == y).float().mean(),
@@ -173,11 +236,19 @@ def train_step(arm: Arm, x, y, due: set[str], cfg: DictConfig, step: int = 0) ->
         if small is not None:
             out["gamma_frac_below_0.01"] = small
     t0 = time.perf_counter()
-    probe = probes_at_w(arm, x, y, loss.detach(), due, cfg)  # at w_t, with the step's gradient
+    fp32_step = arm.precision == "fp32"
+    # at w_t; an fp32 step's own loss and gradient serve the probes, others are recomputed in fp32
+    probe = probes_at_w(arm, x, y, loss.detach() if fp32_step else None, due, cfg)
     if "ics" in due and arm.ics_layers:  # ICS needs w_t, its gradient and the real update
         weights_before = {n: p.detach().clone() for n, p in arm.model.named_parameters()}
-        grads_before = {n: p.grad.detach().clone() for n, p in arm.model.named_parameters()
-                        if p.grad is not None}
+        if fp32_step:
+            grads_before = {n: p.grad.detach().clone() for n, p in arm.model.named_parameters()
+                            if p.grad is not None}
+        else:
+            named = [(n, p) for n, p in arm.model.named_parameters() if p.grad is not None]
+            with preserved(arm.model):
+                _, g = loss_and_grad(arm.model, F.cross_entropy, x, y, [p for _, p in named])
+            grads_before = {n: t for (n, _), t in zip(named, g)}
     arm.probe_time_s += time.perf_counter() - t0
     arm.opt.step()
     arm.sched.step()
@@ -192,9 +263,13 @@ def train_step(arm: Arm, x, y, due: set[str], cfg: DictConfig, step: int = 0) ->
 
 
 def probes_at_w(arm: Arm, x, y, loss, due: set[str], cfg: DictConfig) -> dict:
-    """Landscape, divergence, initial-scale and curvature probes at the current weights."""
+    """Landscape, divergence, initial-scale and curvature probes at the current weights.
+
+    ``loss``: the step's fp32 loss, whose gradient is in ``.grad``; None makes the
+    probes compute both in fp32 themselves (a bf16/tf32 step's gradient is not the spec's).
+    """
     probe = {}
-    grads = [p.grad for p in arm.model.parameters() if p.requires_grad]
+    grads = [p.grad for p in arm.model.parameters() if p.requires_grad] if loss is not None else None
     lr = arm.sched.get_last_lr()[0]
     if "landscape" in due:
         c = cfg.metrics.landscape
@@ -295,30 +370,58 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
     config.validate(cfg)
     out_dir = Path(out_dir) if out_dir is not None else hydra_output_dir()
     device = pick_device(cfg.device)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    finished = completed_summary(out_dir, cfg, resolved)
+    if finished is not None:
+        log.info("%s already holds this run, completed (summary.json); nothing to do "
+                 "(train.resume=never starts it over)", out_dir)
+        console.print_summary(finished, out_dir)
+        return finished
+    state = None
+    if cfg.train.resume == "auto":
+        state = checkpoint.load(out_dir)
+        if state is not None:
+            checkpoint.check_config(out_dir, state, resolved)
     torch.manual_seed(cfg.seed)  # anything outside our own generators
     if cfg.train.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     ds = data.load(cfg.data, device)
     aug = cfg.data.augment if cfg.data.augment.enabled else None
-    batches = data.Batches(ds, int(cfg.data.batch_size), seed=cfg.seed, augment=aug)
+    batches = data.Batches(ds, int(cfg.data.batch_size), seed=cfg.seed, augment=aug,
+                           channels_last=bool(cfg.train.channels_last))
     steps = total_steps(cfg, batches.steps_per_epoch)
     arms = [build_arm(name, cfg, ds.num_classes, device, steps) for name in arm_names(cfg)]
     pair = config.pair_id(cfg)
+    start, resumes, wall_before = 0, [], 0.0
+    if state is not None:  # continue exactly where the checkpoint left off
+        for arm in arms:
+            arm.load_state_dict(state["arms"][arm.name], device)
+        batches.load_state_dict(state["batches"])
+        checkpoint.set_rng_state(state["rng"], device)
+        start, resumes, wall_before = int(state["step"]), list(state["resumes"]) + [int(state["step"])], \
+            float(state["wall_time_s"])
 
     # -- the record and the W&B runs --
     record = results.RunRecord(out_dir)
+    if state is not None:
+        record.truncate(int(state["metrics_bytes"]))  # drop rows written after the checkpoint
+    else:
+        record.start_over()
+        checkpoint.path(out_dir).unlink(missing_ok=True)  # resume=never: an old checkpoint must not come back
     record.write_config(OmegaConf.to_yaml(cfg, resolve=True))
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    tracker = tracking.make(cfg.logger, out_dir, pair, resolved, [a.name for a in arms])
+    tracker = tracking.make(cfg.logger, out_dir, pair, resolved, [a.name for a in arms],
+                            resume_ids=state["wandb_ids"] if state is not None else None)
     log.info(
-        "pair %s: arms %s, %s on %s (%d train images), %d steps of batch %d, lr %g, device %s",
+        "pair %s: arms %s, %s on %s (%d train images), %d steps of batch %d, lr %g, device %s%s",
         pair, ",".join(a.name for a in arms), cfg.model.arch, ds.name, ds.train_size, steps,
-        cfg.data.batch_size, cfg.optim.lr, device,
+        cfg.data.batch_size, cfg.optim.lr, device, f", resumed at step {start}" if start else "",
     )
     target = cfg.train.target_acc
+    every = cfg.train.checkpoint_every
     started, exit_code = time.time(), 1
     try:
-        with console.LiveProgress(steps, [a.name for a in arms], cfg.train.progress) as bar:
+        with preemption.StopSignals() as stop, \
+                console.LiveProgress(steps, [a.name for a in arms], cfg.train.progress) as bar:
 
             def evaluate_all(step: int) -> None:
                 rows = []
@@ -352,9 +455,20 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
                     for a in arms if a.last_train
                 })
 
-            evaluate_all(0)
+            def save_state(step: int) -> Path:
+                """The checkpoint at a step boundary: records flushed, nothing pending."""
+                return checkpoint.save(out_dir, {
+                    "step": step, "config": resolved, "arms": {a.name: a.state_dict() for a in arms},
+                    "batches": batches.state_dict(), "rng": checkpoint.rng_state(device),
+                    "metrics_bytes": record.size(), "resumes": resumes,
+                    "wandb_ids": {arm: d["id"] for arm, d in tracker.describe().items()},
+                    "wall_time_s": wall_before + time.time() - started,
+                })
+
+            if start == 0:
+                evaluate_all(0)
             lrs = {}
-            for step in range(steps):
+            for step in range(start, steps):
                 x, y = next(batches)  # one batch, consumed by every arm
                 lrs[step] = arms[0].sched.get_last_lr()[0]
                 due = probes_due(cfg, step)
@@ -370,8 +484,9 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
                     arm.steps_trained += 1
                 done = step + 1
                 eval_due = done % int(cfg.train.eval_every) == 0 or done == steps
-                # an evaluation syncs anyway, and W&B needs steps in order: flush first
-                if eval_due or done % int(cfg.train.log_every) == 0:
+                ckpt_due = (bool(every) and done % int(every) == 0 and done < steps) or stop.requested is not None
+                # an evaluation and a checkpoint sync anyway, and W&B needs steps in order: flush first
+                if eval_due or ckpt_due or done % int(cfg.train.log_every) == 0:
                     log_all(done)
                     lrs.clear()
                     if not any(a.active for a in arms):
@@ -379,10 +494,19 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
                         break
                 if eval_due:
                     evaluate_all(done)
+                if ckpt_due:
+                    path = save_state(done)
+                    if stop.requested is not None:
+                        exit_code = preemption.INTERRUPTED_EXIT  # W&B runs finish with it (finally)
+                        stop.hand_over()  # submitit: requeue and exit; otherwise we raise below
+                        raise preemption.Interrupted(stop.requested, done, path)
         if cfg.train.save_checkpoint:
             save_checkpoints(out_dir, arms)
         summary = make_summary(cfg, pair, ds, batches, steps, arms, started, tracker)
+        summary["wall_time_s"] = round(wall_before + summary["wall_time_s"], 3)
+        summary["resumed_at_steps"] = resumes
         record.write_summary(summary)
+        checkpoint.path(out_dir).unlink(missing_ok=True)  # the run is complete; the final weights stay
         exit_code = 0
     finally:
         tracker.finish(exit_code)
@@ -390,16 +514,36 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
     return summary
 
 
+def completed_summary(out_dir: Path, cfg: DictConfig, resolved: dict) -> dict | None:
+    """The summary of a completed run of this very config in ``out_dir`` (resume=auto), else None.
+
+    A completed run of a different config there is bad input: it would be overwritten.
+    """
+    path = Path(out_dir) / "summary.json"
+    if cfg.train.resume != "auto" or not path.is_file():
+        return None
+    import yaml
+
+    try:
+        summary = results.read_summary(out_dir)
+        old = yaml.safe_load((Path(out_dir) / "config.yaml").read_text())
+    except (OSError, ValueError, yaml.YAMLError):
+        return None  # unreadable leftovers: start over
+    changes = checkpoint.config_changes(old, resolved)
+    if changes:
+        raise BnlabError(
+            f"{out_dir} holds a completed run of a different config ({'; '.join(changes[:3])}); "
+            f"choose another hydra.run.dir, or pass train.resume=never to replace it"
+        )
+    return summary if summary.get("status") == "completed" else None
+
+
 def save_checkpoints(out_dir: Path, arms: list[Arm]) -> None:
     """Final weights of every arm, loadable with torch.load(weights_only=True)."""
-    ckpt = Path(out_dir) / "checkpoints"
-    ckpt.mkdir(exist_ok=True)
     for arm in arms:
         state = {"model": arm.model.state_dict(), "step": arm.steps_trained,
                  "diverged_step": arm.diverged_step}
-        tmp = ckpt / f".{arm.name}.pt.tmp"
-        torch.save(state, tmp)
-        tmp.replace(ckpt / f"{arm.name}.pt")
+        checkpoint.atomic_save(Path(out_dir) / "checkpoints" / f"{arm.name}.pt", state)
 
 
 def make_summary(cfg, pair, ds, batches, steps, arms, started, tracker) -> dict:

@@ -133,13 +133,22 @@ BAD = [
     (["data.batch_size=6000"], "data.batch_size=6000 exceeds the 5085 training images"),
     (["optim.lrr=0.1"], "Key 'lrr' is not in struct"),
     (["-m", "optim.lr=0.1,-1"], "optim.lr=-1 must be > 0"),
+    (["optim.lr=abc"], "optim.lr=abc must be > 0"),  # wrong types
+    (["train.steps=ten"], "train.steps=ten must be an integer > 0"),
+    (["data.batch_size=1.5"], "data.batch_size=1.5 must be an integer > 0"),
+    (["train.precision=fp16"], "train.precision=fp16 is not known; choose from fp32, tf32, bf16"),
+    (["train.resume=yes"], "train.resume=yes is not known; choose from auto, never"),
+    (["train.checkpoint_every=0"], "train.checkpoint_every=0 must be an integer > 0"),
+    (["logger=wandb", "logger.init_timeout=0"], "logger.init_timeout=0 must be > 0"),
+    (["logger=wandb", "logger.finish_timeout=-1"], "logger.finish_timeout=-1 must be >= 0"),
 ]
 
 
 @pytest.mark.parametrize("args, message", BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, cifar_dir, args, message):
     out = tmp_path / "out"
-    res = run_bnlab([*QUICK, "logger=none", f"hydra.run.dir={out}", f"hydra.sweep.dir={out}", *args],
+    logger = [] if any(a.startswith("logger=") for a in args) else ["logger=none"]
+    res = run_bnlab([*QUICK, *logger, f"hydra.run.dir={out}", f"hydra.sweep.dir={out}", *args],
                     tmp_path, cifar_dir)
     assert res.returncode == 2, res.stdout + res.stderr
     lines = res.stderr.strip().splitlines()
