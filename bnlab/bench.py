@@ -1,0 +1,641 @@
+"""``bnlab-bench``: training speed of bnlab's paired trainer against the standard CIFAR loop.
+
+What is compared, in one process, on the same models, data, batch size and
+number of steps:
+
+* **standard loop** (the baseline): the loop most PyTorch CIFAR code runs, the
+  torchvision tutorial pipeline. A ``torch.utils.data.Dataset`` holds the CIFAR
+  training images as ``torchvision.datasets.CIFAR10`` does (an HWC uint8 array)
+  and turns each item into a PIL image, then per-image transforms
+  (``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip``, ``ToTensor``,
+  ``Normalize`` with bnlab's mean/std); a ``DataLoader`` (shuffle, ``--workers``
+  worker processes, ``drop_last``) collates batches; ONE model trains at a time
+  (the BN model for S steps, then the no-BN model for S steps), plain SGD from
+  ``bnlab.optim``, and ``loss.item()`` every step (the host sync of a loop that
+  prints or accumulates its loss). It reads the very images bnlab reads
+  (``bnlab.data.load``), so both sides train on identical pixels. It is the
+  baseline because it is what "training two CIFAR models" costs when written
+  the usual way; the per-image PIL path and the worker processes are what
+  bnlab's design removes.
+* **paired trainer**: ``bnlab.train.run`` on a config composed with Hydra's
+  compose API, both arms (``bn``, ``none``) stepping on one shared batch
+  stream held on the device as uint8 and augmented batched on tensors
+  (airbench's design; airbench, Keller Jordan's CIFAR-10 speedrun code, is the
+  fast reference this follows), host sync only at ``train.log_every``. Probes
+  off, no checkpoints, no test-set evaluation (``train.eval_every`` = run
+  length, and the two evaluations left are skipped). Variants: fp32 (bnlab's default), tf32 (on a GPU: the
+  standard loop's conv math under torch's defaults), ``train.channels_last``,
+  bf16 autocast + channels_last, and with ``--compile`` fp32 and bf16 +
+  channels_last with ``train.compile``.
+
+Timing: ``time.perf_counter`` around the timed steps only, after ``--warmup``
+untimed steps on both sides; dataset loading and model building are excluded.
+On a GPU the clock reads after ``torch.cuda.synchronize()``. For
+the paired trainer the window opens when batch number ``warmup`` is drawn and
+closes when the final evaluation starts (the trainer itself is unchanged: the
+bench wraps ``bnlab.data.Batches.__next__`` and ``bnlab.train.evaluate`` to
+read the clock); it holds ``steps`` steps of every arm, batch drawing and
+augmentation, and the trainer's periodic host syncs. images/s = steps x batch
+x 2 arms / seconds, on both sides; ratio = paired / standard (above 1: bnlab
+is faster).
+
+Also printed: the paired trainer's wall-time ratio with the default probe
+cadence (``configs/metrics/default.yaml`` as is) over no probes, over one full
+period of the cadence (``--probe-steps``, default the least common multiple of
+the cadences: 200 steps); model FLOP utilization (training-step FLOPs counted
+with ``torch.utils.flop_counter.FlopCounterMode``, conv and matmul only,
+against a large ``torch.matmul`` timed in the same run); and, with
+``--sweep-jobs``, how many small runs per minute one machine completes as a
+sequential Hydra sweep vs a concurrent one (joblib launcher).
+
+    bnlab-bench --out results/bench/speed.txt
+    bnlab-bench --models vgg11 --steps 100 --workers 4 --compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import io
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+# Per-model width when --width is not given: the demo's narrow VGG-11
+# (configs/experiment/demo.yaml: model.width=0.25) and the standard ResNet-20.
+DEFAULT_WIDTH = {"vgg11": 0.25, "vgg16": 0.25, "resnet20": 1.0, "resnet56": 1.0, "simple_cnn": 1.0}
+
+# name: (label, Hydra overrides of the paired trainer, needs --compile)
+VARIANTS = {
+    "fp32": ("fp32 (bnlab default)", [], False),
+    "tf32": ("tf32", ["train.precision=tf32"], False),
+    "channels_last": ("fp32 + channels_last", ["train.channels_last=true"], False),
+    "bf16_cl": ("bf16 autocast + channels_last", ["train.precision=bf16", "train.channels_last=true"], False),
+    "compile": ("fp32 + torch.compile", ["train.compile=true"], True),
+    "bf16_cl_compile": ("bf16 + channels_last + compile",
+                        ["train.precision=bf16", "train.channels_last=true", "train.compile=true"], True),
+}
+
+_ABSENT = object()
+
+
+# ------------------------------------------------------------ the machine ----
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        p = torch.cuda.get_device_properties(device)
+        return f"{device} ({p.name}, {p.total_memory / 2**30:.0f} GiB, CUDA {torch.version.cuda})"
+    return f"{device} ({cpu_model()})"
+
+
+def git_commit() -> str:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                              text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if head.returncode:
+        return "unknown"
+    return head.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
+
+
+def machine_lines(device: torch.device) -> list[str]:
+    return [
+        f"date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
+        f"machine: {platform.node()}, {platform.platform()}, Python {platform.python_version()}",
+        f"cpu: {cpu_model()}; os.cpu_count() = {os.cpu_count()}, torch.get_num_threads() = "
+        f"{torch.get_num_threads()}, OMP_NUM_THREADS = {os.environ.get('OMP_NUM_THREADS', 'unset')}",
+        f"torch {torch.__version__}; device: {device_name(device)}; bnlab commit {git_commit()}",
+    ]
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 runs on native units (any CUDA GPU bnlab targets; a CPU with oneDNN bf16)."""
+    if device.type == "cuda":
+        return True
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ------------------------------------------------------------- standard loop ----
+
+
+class StandardCifar(torch.utils.data.Dataset):
+    """CIFAR served as ``torchvision.datasets.CIFAR10`` serves it: one PIL image per item.
+
+    ``images``: uint8 N x 3 x 32 x 32 (as ``bnlab.data.load`` returns them),
+    kept as an N x 32 x 32 x 3 numpy array like torchvision's ``.data``. Each
+    item is ``Image.fromarray``, then RandomCrop(32, padding) and
+    RandomHorizontalFlip (when ``augment``), ToTensor and Normalize(mean, std).
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean, std, augment: bool = True,
+                 crop_padding: int = 4, flip: bool = True):
+        from torchvision import transforms
+
+        self.data = images.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        self.targets = labels.cpu().tolist()
+        steps = []
+        if augment and crop_padding:
+            steps.append(transforms.RandomCrop(32, padding=crop_padding))
+        if augment and flip:
+            steps.append(transforms.RandomHorizontalFlip())
+        steps += [transforms.ToTensor(), transforms.Normalize(mean, std)]
+        self.transform = transforms.Compose(steps)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.data[i])), self.targets[i]
+
+
+def _endless(loader):
+    while True:
+        yield from loader
+
+
+def build_model(cfg, kind: str, num_classes: int, device: torch.device) -> torch.nn.Module:
+    """The model bnlab builds for arm ``kind``, with bnlab's initialization (same seed, same weights)."""
+    from bnlab import init, models
+
+    model = models.build(cfg.model, kind, cfg.norm, num_classes)
+    init.initialize(model, cfg.init, seed=cfg.seed)
+    return model.to(device)
+
+
+def standard_loop(cfg, ds, device: torch.device, steps: int, warmup: int, workers: int) -> dict:
+    """Train each arm's model in turn for ``warmup`` + ``steps`` steps; time the ``steps``."""
+    from torch.utils.data import DataLoader
+
+    from bnlab import optim
+
+    aug = cfg.data.augment
+    dataset = StandardCifar(ds.train_x, ds.train_y, ds.mean, ds.std, augment=True,
+                            crop_padding=int(aug.crop_padding), flip=bool(aug.flip))
+    loader = DataLoader(dataset, batch_size=int(cfg.data.batch_size), shuffle=True, num_workers=workers,
+                        drop_last=True, pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+                        generator=torch.Generator().manual_seed(int(cfg.seed)))
+    batches = _endless(loader)
+    torch.manual_seed(int(cfg.seed))
+    seconds, losses = 0.0, {}
+    for kind in cfg.arms:
+        model = build_model(cfg, kind, ds.num_classes, device)
+        model.train()
+        opt, sched = optim.make(model.parameters(), cfg.optim, warmup + steps)
+
+        def step() -> float:
+            x, y = next(batches)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            return loss.item()  # the per-step host sync of a loop that prints its loss
+
+        for _ in range(warmup):
+            step()
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            last = step()
+        sync(device)
+        seconds += time.perf_counter() - t0
+        losses[kind] = last
+    del batches, loader  # ends the persistent workers
+    return {"seconds": seconds, "images": steps * int(cfg.data.batch_size) * len(cfg.arms), "losses": losses}
+
+
+# ----------------------------------------------------------- paired trainer ----
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    with initialize_config_module("bnlab.configs", version_base="1.3"):
+        return hydra_compose("config", overrides=list(overrides))
+
+
+def has_key(cfg, key: str) -> bool:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.select(cfg, key, default=_ABSENT) is not _ABSENT
+
+
+def probes_off(cfg) -> list[str]:
+    """``metrics.<name>.every=null`` for every measurement with a cadence."""
+    return [f"metrics.{name}.every=null" for name in cfg.metrics if "every" in cfg.metrics[name]]
+
+
+def cadence_period(cfg) -> int:
+    """Least common multiple of the probe cadences that are on (one full period of them)."""
+    period = 1
+    for name in cfg.metrics:
+        every = cfg.metrics[name].get("every")
+        if every:
+            period = math.lcm(period, int(every))
+    return period
+
+
+@contextlib.contextmanager
+def preserved_globals():
+    """Global torch switches a run may flip (determinism, TF32, matmul precision), restored after."""
+    det = torch.are_deterministic_algorithms_enabled()
+    det_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    matmul = torch.get_float32_matmul_precision()
+    cudnn_tf32, cuda_tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    cudnn_bench = torch.backends.cudnn.benchmark
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(det, warn_only=det_warn)
+        torch.set_float32_matmul_precision(matmul)
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = cudnn_tf32, cuda_tf32
+        torch.backends.cudnn.benchmark = cudnn_bench
+
+
+def math_mode() -> str:
+    return (f"cudnn.allow_tf32={torch.backends.cudnn.allow_tf32}, matmul precision "
+            f"{torch.get_float32_matmul_precision()}, deterministic={torch.are_deterministic_algorithms_enabled()}")
+
+
+@contextlib.contextmanager
+def timed_window(start_draw: int, device: torch.device):
+    """Clock reads inside ``train.run``: when batch number ``start_draw`` is drawn, and when
+    the next evaluation starts (the final one, with ``train.eval_every`` = run length).
+
+    Test-set evaluations (at step 0 and at the end, outside the window) are
+    skipped: ``train.evaluate`` returns loss 0 and accuracy 0 meanwhile.
+    """
+    from bnlab import data, train
+
+    marks = {"start": None, "end": None, "draws": 0}
+    orig_next, orig_eval = data.Batches.__next__, train.evaluate
+
+    def next_(self):
+        if marks["draws"] == start_draw:
+            sync(device)
+            marks["start"] = time.perf_counter()
+        marks["draws"] += 1
+        return orig_next(self)
+
+    def evaluate_(*args, **kwargs):  # the bench needs no accuracy: evaluation is skipped
+        if marks["start"] is not None and marks["end"] is None:
+            sync(device)
+            marks["end"] = time.perf_counter()
+        return {"loss": 0.0, "acc": 0.0}
+
+    data.Batches.__next__, train.evaluate = next_, evaluate_
+    try:
+        yield marks
+    finally:
+        data.Batches.__next__, train.evaluate = orig_next, orig_eval
+
+
+def paired_run(overrides: list[str], steps: int, warmup: int, device: torch.device, workdir: Path) -> dict:
+    """One ``bnlab.train.run`` of ``warmup`` + ``steps`` steps; the last ``steps`` are timed."""
+    from bnlab import train
+
+    total = warmup + steps
+    # evaluations at step 0 and at the end only (both skipped, outside the window)
+    cfg = compose([*overrides, f"train.steps={total}", f"train.eval_every={total}"])
+    workdir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(tempfile.mkdtemp(dir=workdir))
+    with preserved_globals(), timed_window(warmup, device) as marks, contextlib.redirect_stdout(io.StringIO()):
+        summary = train.run(cfg, out_dir)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    arms = summary["arms"]
+    trained = [a["steps_trained"] for a in arms.values()]
+    res = {"diverged": [n for n, a in arms.items() if a["diverged"]],
+           "precision": str(cfg.train.get("precision", "tf32" if torch.backends.cudnn.allow_tf32 else "fp32"))}
+    if marks["start"] is not None and marks["end"] is not None and all(t == total for t in trained):
+        res.update(seconds=marks["end"] - marks["start"], images=steps * int(cfg.data.batch_size) * len(arms),
+                   clock="perf_counter window")
+    else:  # the window markers did not fire (trainer changed, or an arm stopped early)
+        res.update(seconds=sum(a["train_time_s"] for a in arms.values()),
+                   images=sum(trained) * int(cfg.data.batch_size),
+                   clock="summary train_time_s of all arms, warm-up included (window markers did not fire)")
+    return res
+
+
+# ------------------------------------------------------------------- MFU ----
+
+
+def step_flops(cfg, kind: str, num_classes: int, device: torch.device) -> int:
+    """FLOPs of one training step (forward + backward) of a fresh model, counted by FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build_model(cfg, kind, num_classes, device).train()
+    b = int(cfg.data.batch_size)
+    x = torch.randn(b, 3, 32, 32, device=device)
+    y = torch.randint(0, num_classes, (b,), device=device)
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(x), y).backward()
+    return int(counter.get_total_flops())
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, reps: int, precision: str = "highest") -> float:
+    """FLOP/s of an n x n x n ``torch.matmul`` (best of ``reps`` timed after two warm-up calls)."""
+    prev = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)
+    try:
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        for _ in range(2):
+            a @ b
+        best = float("inf")
+        inner = 10 if device.type == "cuda" else 1
+        for _ in range(reps):
+            sync(device)
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                a @ b
+            sync(device)
+            best = min(best, (time.perf_counter() - t0) / inner)
+        return 2 * n**3 / best
+    finally:
+        torch.set_float32_matmul_precision(prev)
+
+
+def matmul_peaks(device: torch.device, n: int) -> dict[str, float]:
+    """fp32, tf32 and bf16 matmul FLOP/s on a GPU; fp32 only on a CPU (bf16 there is often an
+    emulated slow path, no meaningful peak)."""
+    peaks = {"fp32": matmul_peak(device, torch.float32, n, 3)}
+    if device.type == "cuda":
+        peaks["tf32"] = matmul_peak(device, torch.float32, n, 3, precision="high")
+        peaks["bf16"] = matmul_peak(device, torch.bfloat16, n, 3)
+    return peaks
+
+
+def peak_for(precision: str, device: torch.device) -> str:
+    """The measured peak that matches a run's math: on CPU always fp32 (its fast path)."""
+    return precision if device.type == "cuda" else "fp32"
+
+
+# ------------------------------------------------------- many small runs ----
+
+
+def sweep_speed(jobs: int, n_jobs: int, overrides: list[str], workdir: Path, timeout: int = 3600) -> list[str]:
+    """An ``jobs``-job sweep (``seed=0..jobs-1``) of the installed ``bnlab`` script, run once with
+    Hydra's basic launcher (jobs one after another in one process) and once with the joblib
+    launcher (``n_jobs`` processes at once); wall time includes process start-up."""
+    exe = Path(sys.executable).with_name("bnlab")
+    exe = str(exe) if exe.exists() else (shutil.which("bnlab") or "bnlab")
+    seeds = "seed=" + ",".join(str(i) for i in range(jobs))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    results = {}
+    for tag, launcher in (("sequential", []),
+                          ("concurrent", ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}"])):
+        cmd = [exe, "-m", seeds, *overrides, *launcher, f"hydra.sweep.dir={workdir / tag}"]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+        seconds = time.perf_counter() - t0
+        if proc.returncode:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            return [f"sweep ({tag}) failed with exit code {proc.returncode}: {' | '.join(tail)}"]
+        results[tag] = seconds
+    seq, conc = results["sequential"], results["concurrent"]
+    return [
+        f"sweep sequential (basic launcher, 1 process): {jobs / seq * 60:.2f} jobs/min ({seq:.1f} s for {jobs} jobs)",
+        f"sweep concurrent (joblib, n_jobs={n_jobs}): {jobs / conc * 60:.2f} jobs/min ({conc:.1f} s for {jobs} jobs)",
+        f"sweep ratio concurrent/sequential (jobs/min): {seq / conc:.2f}",
+    ]
+
+
+# ------------------------------------------------------------------- main ----
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(
+        prog="bnlab-bench",
+        description="Training speed: bnlab's paired trainer vs the standard torchvision CIFAR loop "
+                    "(same models, data, batch and steps).")
+    ap.add_argument("--models", default="vgg11,resnet20", help="comma-separated model configs (vgg11,resnet20)")
+    ap.add_argument("--width", type=float, default=None,
+                    help="channel multiplier for every model (default: vgg11 0.25 as in the demo, resnet20 1.0)")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per arm (default 30 on CPU, 200 on GPU)")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps before the timed ones, both sides")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (the demo's; no arm diverges)")
+    ap.add_argument("--workers", type=int, default=2, help="DataLoader workers of the standard loop")
+    ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    ap.add_argument("--variants", default=None,
+                    help=f"paired-trainer variants, from {', '.join(VARIANTS)} (default fp32,channels_last,"
+                         f"bf16_cl, tf32 on a GPU, bf16_cl only with native bf16)")
+    ap.add_argument("--compile", action="store_true", help="add the torch.compile variants (slow to compile on CPU)")
+    ap.add_argument("--probe-steps", type=int, default=None,
+                    help="timed steps of the probe-cadence comparison (default: one full period of the default "
+                         "cadence, 200); 0: skip it")
+    ap.add_argument("--no-mfu", action="store_true", help="skip FLOP counting and the matmul peak")
+    ap.add_argument("--matmul-size", type=int, default=None, help="peak matmul size (8192 on GPU, 2048 on CPU)")
+    ap.add_argument("--paired-override", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra Hydra override for the paired trainer (repeatable), e.g. train.deterministic=false")
+    ap.add_argument("--sweep-jobs", type=int, default=0, help="jobs of the many-small-runs sweep (0: skip)")
+    ap.add_argument("--sweep-n-jobs", type=int, default=4, help="concurrent jobs of the joblib sweep")
+    ap.add_argument("--sweep-steps", type=int, default=100, help="steps of each sweep job")
+    ap.add_argument("--data", default=None, help="data root (default: $BNLAB_DATA_DIR, else ./data)")
+    ap.add_argument("--out", type=Path, default=None, help="also write the printed text to this file")
+    ap.add_argument("--quick", action="store_true", help="tiny settings for tests (numbers mean nothing)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.models, args.batch_size, args.workers = "vgg11", 32, 1
+        args.width = 0.125 if args.width is None else args.width
+        args.steps = 2 if args.steps is None else args.steps
+        args.warmup = 1
+        args.probe_steps = 2 if args.probe_steps is None else args.probe_steps
+        args.matmul_size = args.matmul_size or 256
+        args.sweep_steps = min(args.sweep_steps, 4)
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from bnlab import data, train
+    lines: list[str] = []
+
+    def emit(*new: str) -> None:
+        for line in new:
+            lines.append(line)
+            print(line, flush=True)
+
+    if args.data:
+        os.environ["BNLAB_DATA_DIR"] = str(Path(args.data).expanduser().resolve())
+    device = train.pick_device(args.device)
+    on_gpu = device.type == "cuda"
+    steps = args.steps if args.steps is not None else (200 if on_gpu else 30)
+    models_ = [m.strip() for m in args.models.split(",") if m.strip()]
+    default = ["fp32", "tf32", "channels_last", "bf16_cl"] if on_gpu else ["fp32", "channels_last", "bf16_cl"]
+    bf16_note = None
+    if not args.variants and not args.quick and not native_bf16(device):  # emulated bf16: ~10x slower
+        default.remove("bf16_cl")
+        bf16_note = ("paired bf16 autocast + channels_last: not run by default, this CPU has no native bf16 "
+                     "(oneDNN bf16 unsupported; --variants fp32,channels_last,bf16_cl runs it)")
+    names = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else default
+    if args.compile:
+        names += [n for n, v in VARIANTS.items() if v[2] and n not in names]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown or steps <= 0 or args.warmup < 0 or args.batch_size <= 0 or args.workers < 0:
+        print(f"bnlab-bench: error: bad settings (unknown variants {unknown}; steps, batch size > 0; "
+              f"warmup, workers >= 0)", file=sys.stderr)
+        return 2
+    common = ["logger=none", "train.progress=off", f"data.batch_size={args.batch_size}", f"optim.lr={args.lr}",
+              "data.augment.enabled=true", "data.augment.crop_padding=4", "data.augment.flip=true",
+              "train.save_checkpoint=false", "train.eval_batch_stats=false", f"device={device}",
+              *args.paired_override]
+
+    try:
+        probe_cfg = compose(["model=" + models_[0], *common])
+    except Exception as exc:  # Hydra's errors: unknown model, bad override
+        print(f"bnlab-bench: error: {exc}", file=sys.stderr)
+        return 2
+    # resumable checkpoints and resume would write or read mid-run: off, where this bnlab has them
+    common += [o for o in ("train.checkpoint_every=null", "train.resume=never") if has_key(probe_cfg, o.split("=")[0])]
+    off = probes_off(probe_cfg)
+    probe_steps = cadence_period(probe_cfg) if args.probe_steps is None else args.probe_steps
+
+    emit("bnlab-bench: the standard torchvision CIFAR loop vs bnlab's paired trainer"
+         + (" (--quick: tiny settings, the numbers mean nothing)" if args.quick else ""))
+    emit(*machine_lines(device))
+    emit(f"settings: models {', '.join(models_)}; batch {args.batch_size}; {steps} timed steps per arm after "
+         f"{args.warmup} warm-up steps, both sides; SGD lr {args.lr} (momentum {probe_cfg.optim.momentum}), "
+         f"init {probe_cfg.init.scheme}, seed {probe_cfg.seed}; arms {list(probe_cfg.arms)}; "
+         f"augmentation random crop (padding 4) + horizontal flip on both sides")
+    emit(f"standard loop: torchvision Dataset of PIL images, RandomCrop/RandomHorizontalFlip/ToTensor/Normalize "
+         f"per image, DataLoader(shuffle=True, num_workers={args.workers}, drop_last=True, "
+         f"pin_memory={on_gpu}, persistent_workers={args.workers > 0}), one model at a time, fp32, loss.item() "
+         f"every step; torch defaults ({math_mode()})")
+    emit(f"paired trainer: bnlab.train.run, overrides {' '.join(common)}, probes off "
+         f"({len(off)} metrics.*.every=null), train.eval_every = run length (test-set evaluation skipped), "
+         f"checkpoints off; bnlab defaults "
+         f"otherwise (train.deterministic={probe_cfg.train.deterministic}, "
+         f"train.log_every={probe_cfg.train.log_every})")
+    emit("timing: time.perf_counter around the timed steps only (paired: from the draw of batch number "
+         "<warm-up> to the start of the final evaluation); dataset loading, model building and evaluation "
+         "excluded" + ("; torch.cuda.synchronize() before each clock read" if on_gpu else ""))
+    emit("images/s = timed steps x batch x 2 arms / seconds (both sides); ratio = paired / standard "
+         "(> 1: the paired trainer is faster)")
+
+    peaks = {}
+    if not args.no_mfu:
+        n = args.matmul_size or (8192 if on_gpu else 2048)
+        peaks = matmul_peaks(device, n)
+        emit(f"matmul peak (best of 3 timed {n}x{n}x{n} torch.matmul, this run): "
+             + ", ".join(f"{k} {v / 1e12:.3g} TFLOP/s" for k, v in peaks.items())
+             + ("; MFU of each run against the peak of its math (the standard loop: torch defaults, convs "
+                "in TF32; paired train.precision=fp32: TF32 off, full fp32)" if on_gpu
+                else "; on CPU, MFU of every run (bf16 too) is against this measured fp32 matmul rate"))
+
+    with tempfile.TemporaryDirectory(prefix="bnlab-bench-") as tmp:
+        workdir = Path(tmp)
+        for model in models_:
+            width = args.width if args.width is not None else DEFAULT_WIDTH.get(model, 1.0)
+            base = [f"model={model}", f"model.width={width}", *common]
+            try:
+                cfg = compose(base)
+                ds = data.load(cfg.data, torch.device("cpu"))
+            except Exception as exc:  # BnlabError (data), Hydra's errors (unknown model)
+                print(f"bnlab-bench: error: {exc}", file=sys.stderr)
+                return 2
+            emit("", f"== {model} (width {width}), {ds.name} {ds.train_size} training images from {ds.source} ==")
+            flops = None
+            if peaks:
+                flops = sum(step_flops(cfg, kind, ds.num_classes, device) for kind in cfg.arms)
+                emit(f"FLOPs of one step of both arms (FlopCounterMode, forward + backward, conv/matmul): "
+                     f"{flops / 1e9:.3g} GFLOP ({flops / (2 * args.batch_size) / 1e6:.3g} MFLOP per image per arm)")
+
+            def mfu(seconds: float, peak: str) -> str:
+                if not flops or peak not in peaks:
+                    return ""
+                achieved = flops * steps / seconds
+                return f"; {achieved / 1e12:.3g} TFLOP/s = MFU {100 * achieved / peaks[peak]:.1f}% of {peak} peak"
+
+            with preserved_globals():
+                torch.use_deterministic_algorithms(False)
+                std = standard_loop(cfg, ds, device, steps, args.warmup, args.workers)
+            std_rate = std["images"] / std["seconds"]
+            std_peak = peak_for("tf32" if torch.backends.cudnn.allow_tf32 else "fp32", device)
+            emit(f"standard loop: {std_rate:.1f} images/s ({std['seconds']:.2f} s for {len(cfg.arms)} x {steps} "
+                 f"steps of {args.batch_size}){mfu(std['seconds'], std_peak)}")
+            for name in names:
+                label, extra, _ = VARIANTS[name]
+                missing = [o.split("=")[0] for o in extra if not has_key(cfg, o.split("=")[0])]
+                if missing:
+                    emit(f"paired {label}: skipped, not in this bnlab's config: {', '.join(missing)}")
+                    continue
+                try:
+                    res = paired_run(base + extra, steps, args.warmup, device, workdir)
+                except Exception as exc:  # e.g. torch.compile without a compiler: report, go on
+                    emit(f"paired {label}: failed ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]})")
+                    continue
+                rate = res["images"] / res["seconds"]
+                note = f"; diverged: {', '.join(res['diverged'])}, not comparable" if res["diverged"] else ""
+                note += "" if res["clock"] == "perf_counter window" else f"; clock: {res['clock']}"
+                emit(f"paired {label}: {rate:.1f} images/s ({res['seconds']:.2f} s)"
+                     f"{mfu(res['seconds'], peak_for(res['precision'], device))}{note}")
+                emit(f"ratio paired/standard, {label}: {rate / std_rate:.2f}")
+            if bf16_note:
+                emit(bf16_note)
+            if probe_steps > 0 and model == models_[0]:
+                try:
+                    t_off = paired_run(base + off, probe_steps, args.warmup, device, workdir)
+                    t_on = paired_run(base, probe_steps, args.warmup, device, workdir)
+                except Exception as exc:
+                    emit(f"probe cadence: failed ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]})")
+                    continue
+                emit(f"probe cadence (fp32, {probe_steps} timed steps after the warm-up = "
+                     f"{probe_steps / cadence_period(cfg):.3g} period(s) of the default cadence): "
+                     f"{t_off['seconds']:.2f} s without probes, {t_on['seconds']:.2f} s with them")
+                emit(f"ratio default probe cadence / no probes: {t_on['seconds'] / t_off['seconds']:.3f}")
+
+        if args.sweep_jobs > 0:
+            model = models_[0]
+            width = args.width if args.width is not None else DEFAULT_WIDTH.get(model, 1.0)
+            sweep = [f"model={model}", f"model.width={width}", *common, *off, f"train.steps={args.sweep_steps}",
+                     f"train.eval_every={args.sweep_steps}"]
+            emit("", f"== many small runs: {args.sweep_jobs} jobs of {args.sweep_steps} steps, {model} "
+                     f"(width {width}), `bnlab -m seed=0,...` ==")
+            emit(*sweep_speed(args.sweep_jobs, args.sweep_n_jobs, sweep, workdir / "sweep"))
+
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""bnlab-bench: the speed benchmark runs end to end, and its baseline trains on bnlab's data.
+
+Timings are never asserted (they depend on the machine and its load); only
+that every number printed is a positive finite number.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bnlab import bench, data, train
+
+BENCH = Path(sys.executable).with_name("bnlab-bench")  # the console script of this environment
+NUM = r"([-+0-9.eE]+|nan|inf)"
+
+
+def _bench(args: list[str], cwd: Path, data_dir: Path, timeout: int = 300):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update({"BNLAB_DATA_DIR": str(data_dir), "WANDB_SILENT": "true"})
+    return subprocess.run([str(BENCH), *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _number(text: str, pattern: str) -> float:
+    m = re.search(pattern, text, re.M)
+    assert m, f"no line matching {pattern!r} in:\n{text}"
+    value = float(m.group(1))
+    assert math.isfinite(value) and value > 0, m.group(0)
+    return value
+
+
+def test_quick_bench_prints_speeds_ratio_and_machine(tmp_path, cifar_dir):
+    out = tmp_path / "bench" / "speed.txt"
+    proc = _bench(["--quick", "--out", str(out)], tmp_path, cifar_dir)
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    # the machine and the settings
+    assert re.search(r"^cpu: .+; os\.cpu_count\(\) = \d+, torch\.get_num_threads\(\) = \d+", text, re.M)
+    assert re.search(rf"^torch {re.escape(torch.__version__)}; device: \S+", text, re.M)
+    assert re.search(r"^date: \d{4}-\d\d-\d\d", text, re.M)
+    assert re.search(r"^settings: models vgg11; batch 32; 2 timed steps", text, re.M)
+    # both sides, the ratio, the probe cadence
+    _number(text, rf"^standard loop: {NUM} images/s")
+    _number(text, rf"^paired fp32 \(bnlab default\): {NUM} images/s")
+    _number(text, rf"^ratio paired/standard, fp32 \(bnlab default\): {NUM}$")
+    _number(text, rf"^ratio default probe cadence / no probes: {NUM}$")
+    for line in text.splitlines():  # every variant that ran: positive finite numbers
+        if "images/s" in line and not line.startswith("images/s"):
+            _number(line, rf"{NUM} images/s")
+        if line.startswith("ratio "):
+            _number(line, rf": {NUM}$")
+        for mfu in re.findall(rf"MFU {NUM}%", line):
+            assert math.isfinite(float(mfu)) and float(mfu) > 0, line
+    assert "failed" not in text
+    assert out.read_text() == text  # --out holds exactly what was printed
+
+
+def test_bad_settings_are_one_line_exit_2(capsys):
+    assert bench.main(["--quick", "--variants", "fp64"]) == 2
+    assert bench.main(["--quick", "--steps", "0"]) == 2
+    assert "fp64" in capsys.readouterr().err
+
+
+def test_standard_dataset_gives_bnlab_normalized_pixels(compose_cfg, cifar_dir, monkeypatch):
+    """Augmentation off: the PIL + ToTensor + Normalize path equals bnlab's batched normalization."""
+    monkeypatch.setenv("BNLAB_DATA_DIR", str(cifar_dir))
+    cfg = compose_cfg()
+    ds = data.load(cfg.data, torch.device("cpu"))
+    batches = data.Batches(ds, 8, seed=0)
+    std = bench.StandardCifar(ds.train_x, ds.train_y, ds.mean, ds.std, augment=False)
+    assert len(std) == ds.train_size
+    for i in (0, 1, 1234, ds.train_size - 1):
+        x, y = std[i]
+        assert x.dtype == torch.float32 and x.shape == (3, 32, 32)
+        assert y == int(ds.train_y[i])
+        torch.testing.assert_close(x, batches.normalize(ds.train_x[i : i + 1])[0], atol=1e-6, rtol=0)
+    # with augmentation: same shapes and labels, pixels from the same image
+    aug = bench.StandardCifar(ds.train_x, ds.train_y, ds.mean, ds.std, augment=True)
+    x, y = aug[5]
+    assert x.shape == (3, 32, 32) and y == int(ds.train_y[5])
+
+
+def test_standard_models_start_from_bnlab_weights(compose_cfg):
+    """The standard loop's models are bnlab's arms at initialization, bitwise."""
+    cfg = compose_cfg("model=simple_cnn", "model.width=0.25", "data=synthetic")
+    cpu = torch.device("cpu")
+    for kind in cfg.arms:
+        ours = bench.build_model(cfg, kind, 10, cpu).state_dict()
+        theirs = train.build_arm(kind, cfg, 10, cpu, 10).model.state_dict()
+        assert ours.keys() == theirs.keys()
+        for k in ours:
+            assert torch.equal(ours[k], theirs[k]), k
+
+
+def test_probe_period_and_switches(compose_cfg):
+    cfg = compose_cfg()
+    assert bench.cadence_period(cfg) == 200  # layer norms 50, landscape/ICS 100, divergence 200
+    off = compose_cfg(*bench.probes_off(cfg))
+    assert all(off.metrics[n].get("every") is None for n in off.metrics)
+
+
+@pytest.mark.slow
+def test_sweep_jobs_per_minute(tmp_path, cifar_dir):
+    proc = _bench(["--quick", "--variants", "fp32", "--probe-steps", "0", "--no-mfu", "--sweep-jobs", "2",
+                   "--sweep-n-jobs", "2"], tmp_path, cifar_dir, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    _number(proc.stdout, rf"^sweep sequential .*: {NUM} jobs/min")
+    _number(proc.stdout, rf"^sweep concurrent .*: {NUM} jobs/min")
+    _number(proc.stdout, rf"^sweep ratio concurrent/sequential \(jobs/min\): {NUM}$")
