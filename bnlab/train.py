@@ -444,9 +444,11 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
                                                  if k not in ("step", "arm", "split")})
 
             def log_all(step: int) -> None:
-                for arm in arms:
-                    rows = flush(arm, cfg, lrs)
-                    record.append(rows)
+                flushed = [(arm, flush(arm, cfg, lrs)) for arm in arms]
+                # step after step, every arm within a step: the same lines wherever the flushes fall
+                # (a stop signal flushes off the log_every cadence, and a resumed run must match)
+                record.append(sorted((r for _, rows in flushed for r in rows), key=lambda r: r["step"]))
+                for arm, rows in flushed:
                     for step_, logged in tracker_rows(rows, arm).items():
                         tracker.log(arm.name, step_, logged)
                 bar.update(step, {

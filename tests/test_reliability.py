@@ -237,9 +237,8 @@ def test_a_stop_signal_checkpoints_and_exits_with_its_own_code(straight, tmp_pat
     assert not (run_dir / "summary.json").exists()
     res = run_bnlab(args, tmp_path, cifar_dir)
     assert res.returncode == 0, res.stderr
-    # the stop flushed at its own step, so lines may be grouped differently; the rows are the same
-    a = sorted((run_dir / "metrics.jsonl").read_text().splitlines())
-    assert a == sorted((straight / "metrics.jsonl").read_text().splitlines())
+    # the stop flushed off the log_every cadence; rows are written step by step, so the file is the same
+    assert (run_dir / "metrics.jsonl").read_bytes() == (straight / "metrics.jsonl").read_bytes()
     assert_same_weights(straight, run_dir)
 
 
