@@ -236,7 +236,7 @@ def standard_loop(cfg, ds, device: torch.device, steps: int, warmup: int, worker
         sync(device)
         seconds += time.perf_counter() - t0
         losses[kind] = last
-    del batches, loader  # ends the persistent workers
+    batches = loader = None  # ends the persistent workers
     return {"seconds": seconds, "images": steps * int(cfg.data.batch_size) * len(cfg.arms), "losses": losses}
 
 

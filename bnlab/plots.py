@@ -256,7 +256,6 @@ def _markers(n: int, ms: float = 3) -> dict:
 def plot_curves(run) -> list[Path]:
     """Train/test loss, test accuracy and gradient norm vs step, every arm on each panel."""
     run = _as_run(run)
-    summary = run.summary
     arms = run.arms
     if not any(run.rows(arm, "train", "loss") for arm in arms):
         raise Skip("no train rows with a loss")

@@ -215,7 +215,6 @@ SUMMARY_HEADERS = ["run", "arm", "final test acc", "best test acc", "steps to ta
 def summary_section(runs: list[Run], labels: list[str]) -> str:
     rows = []
     for run, label in zip(runs, labels):
-        target = run.summary.get("target_acc")
         for arm, a in run.summary["arms"].items():
             div = a.get("diverged")
             div_txt = f"yes (step {a.get('diverged_step')})" if div else "no"

@@ -1,13 +1,12 @@
 """The installed `bnlab` console script, end to end, on the real CIFAR-10 subset."""
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import wandb_records
-from conftest import BNLAB, QUICK, REPO, read_jsonl, run_bnlab
+from conftest import QUICK, REPO, read_jsonl, run_bnlab
 
 
 def check_run_dir(run_dir: Path, steps=12, arms=("bn", "none")):
@@ -76,7 +75,8 @@ def test_same_command_twice_gives_identical_metrics(tmp_path, cifar_dir):
     assert a == (tmp_path / "b/metrics.jsonl").read_text()
 
 
-@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+# submitit_local polls its jobs (~70 s here); tests/test_preemption_submitit.py runs it in the default suite
+@pytest.mark.parametrize("launcher", ["joblib", pytest.param("submitit_local", marks=pytest.mark.slow)])
 def test_launchers_run_a_two_job_sweep(tmp_path, cifar_dir, launcher):
     out = tmp_path / launcher
     res = run_bnlab(["-m", *QUICK, "logger.mode=offline", "seed=0,1", f"hydra/launcher={launcher}",

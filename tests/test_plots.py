@@ -304,10 +304,10 @@ def test_sweep_figures_need_two_runs(single_run):
     assert all(n.startswith("skipped ") and "needs >= 2 runs" in n for n in notes)
 
 
-def test_a_folder_of_experiments_gets_sweep_figures_per_sweep(single_run, sweep_run, tmp_path):
+def test_a_folder_of_experiments_gets_sweep_figures_per_sweep(sweep_run, tmp_path):
     """results/ holds several experiments: each multirun is compared within itself, never all runs pooled."""
     root = tmp_path / "results"
-    shutil.copytree(single_run, root / "one_run" / "run", ignore=shutil.ignore_patterns("figures"))
+    shutil.copytree(sweep_run / "0", root / "one_run" / "run", ignore=shutil.ignore_patterns("figures"))
     shutil.copytree(sweep_run, root / "a_sweep" / "sweep", ignore=shutil.ignore_patterns("figures"))
     groups = plots.sweep_groups(root, load_runs(root))
     assert list(groups) == [root / "a_sweep" / "sweep"]

@@ -166,7 +166,9 @@ def straight(tmp_path_factory):
     return base / "run"
 
 
-@pytest.mark.parametrize("pattern", ["explicit", "default"], ids=["explicit-sweep-dir", "default-sweep-dir"])
+# the default ${now:...} dir variant is slow-marked: the explicit one covers the same path in the quick suite
+@pytest.mark.parametrize("pattern", ["explicit", pytest.param("default", marks=pytest.mark.slow)],
+                         ids=["explicit-sweep-dir", "default-sweep-dir"])
 def test_submitit_preemption_signal_requeues_and_the_job_resumes_in_its_dir(straight, tmp_path, cifar_dir,
                                                                              pattern):
     """SIGUSR2 to the running job: checkpoint, requeue (exit 144), the rerun resumes, same bytes.

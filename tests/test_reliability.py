@@ -209,6 +209,7 @@ def test_sigkill_at_a_random_step_then_resume_is_bitwise_identical(straight, tmp
     assert_same_weights(straight, run_dir)
 
 
+@pytest.mark.slow
 def test_killed_twice_then_resumed_is_bitwise_identical(straight, tmp_path, cifar_dir):
     run_dir = tmp_path / "run"
     args = [*RUN, f"hydra.run.dir={run_dir}"]
@@ -223,7 +224,8 @@ def test_killed_twice_then_resumed_is_bitwise_identical(straight, tmp_path, cifa
     assert_same_weights(straight, run_dir)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)],
+                         ids=["SIGTERM", "SIGINT"])
 def test_a_stop_signal_checkpoints_and_exits_with_its_own_code(straight, tmp_path, cifar_dir, sig):
     run_dir = tmp_path / "run"
     args = [*RUN, f"hydra.run.dir={run_dir}"]
