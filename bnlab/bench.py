@@ -23,10 +23,11 @@ number of steps:
   (airbench's design; airbench, Keller Jordan's CIFAR-10 speedrun code, is the
   fast reference this follows), host sync only at ``train.log_every``. Probes
   off, no checkpoints, no test-set evaluation (``train.eval_every`` = run
-  length, and the two evaluations left are skipped). Variants: fp32 (bnlab's default), tf32 (on a GPU: the
-  standard loop's conv math under torch's defaults), ``train.channels_last``,
-  bf16 autocast + channels_last, and with ``--compile`` fp32 and bf16 +
-  channels_last with ``train.compile``.
+  length, and the two evaluations left are skipped). Variants: fp32 NCHW
+  (``train.channels_last=false``), fp32 + channels_last (bnlab's default), tf32
+  (on a GPU: the standard loop's conv math under torch's defaults), bf16
+  autocast + channels_last, and with ``--compile`` fp32 and bf16 + channels_last
+  with ``train.compile``.
 
 Timing: ``time.perf_counter`` around the timed steps only, after ``--warmup``
 untimed steps on both sides; dataset loading and model building are excluded.
@@ -77,11 +78,11 @@ DEFAULT_WIDTH = {"vgg11": 0.25, "vgg16": 0.25, "resnet20": 1.0, "resnet56": 1.0,
 
 # name: (label, Hydra overrides of the paired trainer, needs --compile)
 VARIANTS = {
-    "fp32": ("fp32 (bnlab default)", [], False),
-    "tf32": ("tf32", ["train.precision=tf32"], False),
-    "channels_last": ("fp32 + channels_last", ["train.channels_last=true"], False),
+    "nchw": ("fp32, NCHW (train.channels_last=false)", ["train.channels_last=false"], False),
+    "fp32": ("fp32 + channels_last (bnlab default)", ["train.channels_last=true"], False),
+    "tf32": ("tf32 + channels_last", ["train.precision=tf32", "train.channels_last=true"], False),
     "bf16_cl": ("bf16 autocast + channels_last", ["train.precision=bf16", "train.channels_last=true"], False),
-    "compile": ("fp32 + torch.compile", ["train.compile=true"], True),
+    "compile": ("fp32 + channels_last + torch.compile", ["train.channels_last=true", "train.compile=true"], True),
     "bf16_cl_compile": ("bf16 + channels_last + compile",
                         ["train.precision=bf16", "train.channels_last=true", "train.compile=true"], True),
 }
@@ -445,17 +446,23 @@ def parse_args(argv):
         prog="bnlab-bench",
         description="Training speed: bnlab's paired trainer vs the standard torchvision CIFAR loop "
                     "(same models, data, batch and steps).")
-    ap.add_argument("--models", default="vgg11,resnet20", help="comma-separated model configs (vgg11,resnet20)")
+    ap.add_argument("--models", default="vgg11,resnet20:0.5,resnet20",
+                    help="comma-separated model configs, each optionally MODEL:WIDTH (default: narrow VGG-11, "
+                         "ResNet-20 at half and full width)")
     ap.add_argument("--width", type=float, default=None,
                     help="channel multiplier for every model (default: vgg11 0.25 as in the demo, resnet20 1.0)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps per arm (default 30 on CPU, 200 on GPU)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps before the timed ones, both sides")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (the demo's; no arm diverges)")
+    ap.add_argument("--init", default="default",
+                    help="init scheme (config group init); default: PyTorch's, under which the plain ResNet-20 "
+                         "does not diverge (with kaiming_normal its loss is NaN by step 3 at lr 0.05, and a "
+                         "diverged arm stops, which would shorten the paired side)")
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers of the standard loop")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     ap.add_argument("--variants", default=None,
-                    help=f"paired-trainer variants, from {', '.join(VARIANTS)} (default fp32,channels_last,"
+                    help=f"paired-trainer variants, from {', '.join(VARIANTS)} (default nchw,fp32,"
                          f"bf16_cl, tf32 on a GPU, bf16_cl only with native bf16)")
     ap.add_argument("--compile", action="store_true", help="add the torch.compile variants (slow to compile on CPU)")
     ap.add_argument("--probe-steps", type=int, default=None,
@@ -498,13 +505,20 @@ def main(argv=None) -> int:
     device = train.pick_device(args.device)
     on_gpu = device.type == "cuda"
     steps = args.steps if args.steps is not None else (200 if on_gpu else 30)
-    models_ = [m.strip() for m in args.models.split(",") if m.strip()]
-    default = ["fp32", "tf32", "channels_last", "bf16_cl"] if on_gpu else ["fp32", "channels_last", "bf16_cl"]
+    specs = [m.strip() for m in args.models.split(",") if m.strip()]
+    try:
+        models_ = [(m.split(":")[0], float(m.split(":")[1]) if ":" in m else
+                    (args.width if args.width is not None else DEFAULT_WIDTH.get(m, 1.0))) for m in specs]
+    except ValueError:
+        print(f"bnlab-bench: error: --models {args.models}: each entry is MODEL or MODEL:WIDTH, e.g. resnet20:0.5",
+              file=sys.stderr)
+        return 2
+    default = ["nchw", "fp32", "tf32", "bf16_cl"] if on_gpu else ["nchw", "fp32", "bf16_cl"]
     bf16_note = None
     if not args.variants and not args.quick and not native_bf16(device):  # emulated bf16: ~10x slower
         default.remove("bf16_cl")
         bf16_note = ("paired bf16 autocast + channels_last: not run by default, this CPU has no native bf16 "
-                     "(oneDNN bf16 unsupported; --variants fp32,channels_last,bf16_cl runs it)")
+                     "(oneDNN bf16 unsupported; --variants nchw,fp32,bf16_cl runs it)")
     names = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else default
     if args.compile:
         names += [n for n, v in VARIANTS.items() if v[2] and n not in names]
@@ -514,12 +528,13 @@ def main(argv=None) -> int:
               f"warmup, workers >= 0)", file=sys.stderr)
         return 2
     common = ["logger=none", "train.progress=off", f"data.batch_size={args.batch_size}", f"optim.lr={args.lr}",
+              f"init={args.init}",
               "data.augment.enabled=true", "data.augment.crop_padding=4", "data.augment.flip=true",
               "train.save_checkpoint=false", "train.eval_batch_stats=false", f"device={device}",
               *args.paired_override]
 
     try:
-        probe_cfg = compose(["model=" + models_[0], *common])
+        probe_cfg = compose(["model=" + models_[0][0], *common])
     except Exception as exc:  # Hydra's errors: unknown model, bad override
         print(f"bnlab-bench: error: {exc}", file=sys.stderr)
         return 2
@@ -531,7 +546,7 @@ def main(argv=None) -> int:
     emit("bnlab-bench: the standard torchvision CIFAR loop vs bnlab's paired trainer"
          + (" (--quick: tiny settings, the numbers mean nothing)" if args.quick else ""))
     emit(*machine_lines(device))
-    emit(f"settings: models {', '.join(models_)}; batch {args.batch_size}; {steps} timed steps per arm after "
+    emit(f"settings: models {', '.join(f'{m} x{w:g}' for m, w in models_)}; batch {args.batch_size}; {steps} timed steps per arm after "
          f"{args.warmup} warm-up steps, both sides; SGD lr {args.lr} (momentum {probe_cfg.optim.momentum}), "
          f"init {probe_cfg.init.scheme}, seed {probe_cfg.seed}; arms {list(probe_cfg.arms)}; "
          f"augmentation random crop (padding 4) + horizontal flip on both sides")
@@ -562,8 +577,7 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="bnlab-bench-") as tmp:
         workdir = Path(tmp)
-        for model in models_:
-            width = args.width if args.width is not None else DEFAULT_WIDTH.get(model, 1.0)
+        for model, width in models_:
             base = [f"model={model}", f"model.width={width}", *common]
             try:
                 cfg = compose(base)
@@ -610,7 +624,7 @@ def main(argv=None) -> int:
                 emit(f"ratio paired/standard, {label}: {rate / std_rate:.2f}")
             if bf16_note:
                 emit(bf16_note)
-            if probe_steps > 0 and model == models_[0]:
+            if probe_steps > 0 and (model, width) == models_[0]:
                 try:
                     t_off = paired_run(base + off, probe_steps, args.warmup, device, workdir)
                     t_on = paired_run(base, probe_steps, args.warmup, device, workdir)
@@ -623,8 +637,7 @@ def main(argv=None) -> int:
                 emit(f"ratio default probe cadence / no probes: {t_on['seconds'] / t_off['seconds']:.3f}")
 
         if args.sweep_jobs > 0:
-            model = models_[0]
-            width = args.width if args.width is not None else DEFAULT_WIDTH.get(model, 1.0)
+            model, width = models_[0]
             sweep = [f"model={model}", f"model.width={width}", *common, *off, f"train.steps={args.sweep_steps}",
                      f"train.eval_every={args.sweep_steps}"]
             emit("", f"== many small runs: {args.sweep_jobs} jobs of {args.sweep_steps} steps, {model} "

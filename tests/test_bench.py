@@ -49,8 +49,8 @@ def test_quick_bench_prints_speeds_ratio_and_machine(tmp_path, cifar_dir):
     assert re.search(r"^settings: models vgg11; batch 32; 2 timed steps", text, re.M)
     # both sides, the ratio, the probe cadence
     _number(text, rf"^standard loop: {NUM} images/s")
-    _number(text, rf"^paired fp32 \(bnlab default\): {NUM} images/s")
-    _number(text, rf"^ratio paired/standard, fp32 \(bnlab default\): {NUM}$")
+    _number(text, rf"^paired fp32 \+ channels_last \(bnlab default\): {NUM} images/s")
+    _number(text, rf"^ratio paired/standard, fp32 \+ channels_last \(bnlab default\): {NUM}$")
     _number(text, rf"^ratio default probe cadence / no probes: {NUM}$")
     for line in text.splitlines():  # every variant that ran: positive finite numbers
         if "images/s" in line and not line.startswith("images/s"):

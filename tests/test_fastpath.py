@@ -54,7 +54,8 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("arm_name", ["bn", "none"])
-@pytest.mark.parametrize("extra", [[], ["train.channels_last=true"]], ids=["fp32", "channels_last"])
+@pytest.mark.parametrize("extra", [["train.channels_last=false"], ["train.channels_last=true"]],
+                         ids=["nchw", "channels_last"])
 def test_fast_step_equals_the_plain_reference_step(compose_cfg, cifar_dir, arm_name, extra):
     """Exact value: the plain step in float64. bnlab's step must be as close to it as the plain fp32 loop.
 
