@@ -293,3 +293,28 @@ def test_a_full_disk_is_one_line_and_whole_records(tiny_tmpfs, tmp_path, cifar_d
         assert_records_whole(run_dir)
     assert not (run_dir / "summary.json").exists()
     assert not [p for p in run_dir.rglob(".*.tmp*")], "a temp file was left behind"
+
+
+def test_resume_continues_the_same_wandb_runs_offline(compose_cfg, tmp_path, monkeypatch):
+    """Offline: a second offline-run dir per arm with the same id, holding the steps the first one lacks."""
+    import wandb_records
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = compose_cfg(*[o for o in IN_PROCESS if o != "logger=none"], "logger=wandb", "arms=[bn,none]")
+    crash_at(monkeypatch, 13)
+    with pytest.raises(Crash):
+        train.run(cfg, tmp_path)
+    first_ids = torch.load(checkpoint.path(tmp_path), weights_only=True)["wandb_ids"]  # {arm: id}
+    monkeypatch.undo()
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    summary = train.run(cfg, tmp_path)
+    assert {a: d["id"] for a, d in summary["wandb"].items()} == first_ids
+    segments = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(segments) == 4  # two arms x (the crashed segment, the resumed one)
+    for arm, run_id in first_ids.items():
+        mine = [wandb_records.read_run(d) for d in segments if d.name.endswith(run_id)]
+        assert len(mine) == 2 and {r["job_type"] for r in mine} == {arm}
+        steps = [sorted(r["history"]) for r in mine]
+        assert steps[0] and steps[1] and max(steps[0]) < min(steps[1])  # no step logged twice
+        assert set(steps[0]) | set(steps[1]) == set(range(25))  # train steps 0..23 and the final test at 24
