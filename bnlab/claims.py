@@ -149,6 +149,19 @@ def bn_faster_to_target(runs, cfg):
     return paired(runs, better, "steps to summary.target_acc (test) smaller for bn; never = infinite", cfg)
 
 
+def ratio_verdict(ratios: list[float], used: list, rule: str, threshold: float, ratio_key: str, empty_key: str,
+                  strict: bool = False, **numbers) -> dict:
+    """The median of per-run ratios against ``threshold`` (``>=``, or ``>`` when ``strict``).
+
+    INCONCLUSIVE with ``{empty_key: 0}`` when no run had the evidence, never SUPPORTED.
+    """
+    if not ratios:
+        return verdict(INCONCLUSIVE, rule, {empty_key: 0}, [])
+    ratio = statistics.median(ratios)
+    ok = ratio > threshold if strict else ratio >= threshold
+    return verdict(SUPPORTED if ok else NOT_SUPPORTED, rule, {ratio_key: sig(ratio), **numbers}, used)
+
+
 def _landscape(runs, cfg, key, what):
     rule = (f"median over probes of {what}: none / bn >= {cfg['landscape_min_ratio']} "
             f"(>= {cfg['min_probes']} probes per arm)")
@@ -158,11 +171,8 @@ def _landscape(runs, cfg, key, what):
         if all(med.get(a, {}).get("probes", 0) >= cfg["min_probes"] and med[a][key] for a in ("bn", "none")):
             ratios.append(med["none"][key] / med["bn"][key])
             used.append(r)
-    if not ratios:
-        return verdict(INCONCLUSIVE, rule, {"runs_with_probes": 0}, [])
-    ratio = statistics.median(ratios)
-    v = SUPPORTED if ratio >= cfg["landscape_min_ratio"] else NOT_SUPPORTED
-    return verdict(v, rule, {"ratio_none_over_bn": sig(ratio), "per_run": [sig(x) for x in ratios]}, used)
+    return ratio_verdict(ratios, used, rule, cfg["landscape_min_ratio"], "ratio_none_over_bn", "runs_with_probes",
+                         per_run=[sig(x) for x in ratios])
 
 
 @claim("landscape_band_smaller", "BN's loss landscape band along the gradient is smaller",
@@ -217,12 +227,8 @@ def ics_not_smaller(runs, cfg):
         ratios.append(bn / none)
         cos.append((med(r, "bn", "/cos"), med(r, "none", "/cos")))
         used.append(r)
-    if not ratios:
-        return verdict(INCONCLUSIVE, rule, {"runs_with_ics": 0}, [])
-    ratio = statistics.median(ratios)
-    v = SUPPORTED if ratio >= cfg["ics_min_ratio"] else NOT_SUPPORTED
-    return verdict(v, rule, {"ratio_bn_over_none": sig(ratio),
-                             "median_cos_bn_none": [[sig(a), sig(b)] for a, b in cos]}, used)
+    return ratio_verdict(ratios, used, rule, cfg["ics_min_ratio"], "ratio_bn_over_none", "runs_with_ics",
+                         median_cos_bn_none=[[sig(a), sig(b)] for a, b in cos])
 
 
 @claim("activations_drift_less", "BN's pre-activation percentiles drift less over training",
@@ -248,11 +254,8 @@ def activations_drift(runs, cfg):
         if bn is not None and none is not None and bn > 0:
             ratios.append(none / bn)
             used.append(r)
-    if not ratios:
-        return verdict(INCONCLUSIVE, rule, {"runs_with_activations": 0}, [])
-    ratio = statistics.median(ratios)
-    v = SUPPORTED if ratio > cfg["drift_min_ratio"] else NOT_SUPPORTED
-    return verdict(v, rule, {"drift_ratio_none_over_bn": sig(ratio)}, used)
+    return ratio_verdict(ratios, used, rule, cfg["drift_min_ratio"], "drift_ratio_none_over_bn",
+                         "runs_with_activations", strict=True)
 
 
 @claim("bn_needs_large_batches", "BN's advantage needs large batches", "Wu & He 2018")

@@ -46,7 +46,7 @@ def test_quick_bench_prints_speeds_ratio_and_machine(tmp_path, cifar_dir):
     assert re.search(r"^cpu: .+; os\.cpu_count\(\) = \d+, torch\.get_num_threads\(\) = \d+", text, re.M)
     assert re.search(rf"^torch {re.escape(torch.__version__)}; device: \S+", text, re.M)
     assert re.search(r"^date: \d{4}-\d\d-\d\d", text, re.M)
-    assert re.search(r"^settings: models vgg11; batch 32; 2 timed steps", text, re.M)
+    assert re.search(r"^settings: models vgg11 x0\.125; batch 32; 2 timed steps", text, re.M)
     # both sides, the ratio, the probe cadence
     _number(text, rf"^standard loop: {NUM} images/s")
     _number(text, rf"^paired fp32 \+ channels_last \(bnlab default\): {NUM} images/s")
