@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from bnlab.errors import BnlabError
-from bnlab.results import DISK_ERRORS, disk_error
+from bnlab.results import DISK_ERRORS, disk_error, flatten
 
 FORMAT = 1
 NAME = "last.pt"
@@ -91,20 +91,9 @@ def load(run_dir: Path) -> dict | None:
     return state
 
 
-def _flat(d, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flat(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
 def config_changes(saved: dict, current: dict) -> list[str]:
     """``key: saved -> current`` for every trained-relevant key that differs (``MAY_DIFFER`` excluded)."""
-    a, b = _flat(saved), _flat(current)
+    a, b = flatten(saved), flatten(current)
 
     def relevant(k: str) -> bool:
         return not any(k == m or k.startswith(m + ".") for m in MAY_DIFFER)

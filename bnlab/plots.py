@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bnlab.results import Run, find_runs, load_runs
+from bnlab.results import Run, find_runs, flatten, load_runs
 
 # Okabe & Ito (2008) colorblind-safe palette, one color per arm.
 ARM_COLORS = {"bn": "#0072B2", "none": "#D55E00"}
@@ -800,23 +800,14 @@ def run_figures(run) -> tuple[list[Path], list[str]]:
 # ----------------------------------------------------------------------------- sweeps: grouping
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flat(v, key + "."))
-        else:
-            out[key] = json.dumps(v, sort_keys=True) if isinstance(v, list) else v
-    return out
-
-
 def _ignored(key: str) -> bool:
     return any(key == k or key.startswith(k + ".") for k in IGNORED_CONFIG)
 
 
 def _config(run: Run) -> dict:
-    return {k: v for k, v in _flat(run.config).items() if not _ignored(k)}
+    # lists (and empty dicts) as JSON text: hashable, so runs can be grouped by value
+    return {k: json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v
+            for k, v in flatten(run.config).items() if not _ignored(k)}
 
 
 def varying_keys(runs: list[Run]) -> list[str]:

@@ -38,7 +38,7 @@ import sys
 from pathlib import Path
 
 from bnlab import __version__, claims
-from bnlab.results import Run, atomic_write_text, load_runs
+from bnlab.results import Run, atomic_write_text, flatten, load_runs
 
 MISSING = object()
 DASH = "\u2014"
@@ -66,17 +66,6 @@ def fmt_value(v) -> str:
     if isinstance(v, dict):
         return json.dumps(v, sort_keys=True)
     return str(v)
-
-
-def flatten(node, prefix: str = "") -> dict:
-    """A nested config as {dotted key: leaf value}; lists are leaves; an empty dict is a leaf."""
-    out = {}
-    if isinstance(node, dict) and node:
-        for k, v in node.items():
-            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-    else:
-        out[prefix] = node
-    return out
 
 
 def config_diff(flats: list[dict]) -> tuple[list[str], list[str]]:

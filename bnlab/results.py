@@ -119,6 +119,17 @@ class RunRecord:
         atomic_write_text(self.summary_path, json.dumps(summary, indent=2, allow_nan=False) + "\n")
 
 
+def flatten(node, prefix: str = "") -> dict:
+    """A nested config as {dotted key: leaf value}; lists are leaves; an empty dict is a leaf."""
+    out = {}
+    if isinstance(node, dict) and node:
+        for k, v in node.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    else:
+        out[prefix] = node
+    return out
+
+
 def read_metrics(run_dir: Path) -> list[dict]:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
