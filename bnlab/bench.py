@@ -24,7 +24,9 @@ number of steps:
   fast reference this follows), host sync only at ``train.log_every``. Probes
   off, no checkpoints, no test-set evaluation (``train.eval_every`` = run
   length, and the two evaluations left are skipped). Variants: fp32 NCHW
-  (``train.channels_last=false``), fp32 + channels_last (bnlab's default), tf32
+  (``train.channels_last=false``), fp32 + channels_last with the arms one
+  after the other (``train.concurrent_arms=false``), fp32 + channels_last
+  (bnlab's default: on a CPU the arms step at once, one thread each), tf32
   (on a GPU: the standard loop's conv math under torch's defaults), bf16
   autocast + channels_last, and with ``--compile`` fp32 and bf16 + channels_last
   with ``train.compile``.
@@ -38,7 +40,10 @@ bench wraps ``bnlab.data.Batches.__next__`` and ``bnlab.train.evaluate`` to
 read the clock); it holds ``steps`` steps of every arm, batch drawing and
 augmentation, and the trainer's periodic host syncs. images/s = steps x batch
 x 2 arms / seconds, on both sides; ratio = paired / standard (above 1: bnlab
-is faster).
+is faster). ``--rounds`` (3) repeats the standard loop and every variant in
+turn and reports medians: on a shared VM the speed drifts by 15% within
+minutes, and alternating puts a slow spell into one round of every side
+instead of into one side.
 
 Also printed: the paired trainer's wall-time ratio with the default probe
 cadence (``configs/metrics/default.yaml`` as is) over no probes, over one full
@@ -63,6 +68,7 @@ import math
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -79,6 +85,8 @@ DEFAULT_WIDTH = {"vgg11": 0.25, "vgg16": 0.25, "resnet20": 1.0, "resnet56": 1.0,
 # name: (label, Hydra overrides of the paired trainer, needs --compile)
 VARIANTS = {
     "nchw": ("fp32, NCHW (train.channels_last=false)", ["train.channels_last=false"], False),
+    "sequential": ("fp32 + channels_last, arms one after the other (train.concurrent_arms=false)",
+                   ["train.channels_last=true", "train.concurrent_arms=false"], False),
     "fp32": ("fp32 + channels_last (bnlab default)", ["train.channels_last=true"], False),
     "tf32": ("tf32 + channels_last", ["train.precision=tf32", "train.channels_last=true"], False),
     "bf16_cl": ("bf16 autocast + channels_last", ["train.precision=bf16", "train.channels_last=true"], False),
@@ -446,13 +454,16 @@ def parse_args(argv):
         prog="bnlab-bench",
         description="Training speed: bnlab's paired trainer vs the standard torchvision CIFAR loop "
                     "(same models, data, batch and steps).")
-    ap.add_argument("--models", default="vgg11,resnet20:0.5,resnet20",
-                    help="comma-separated model configs, each optionally MODEL:WIDTH (default: narrow VGG-11, "
-                         "ResNet-20 at half and full width)")
+    ap.add_argument("--models", default="vgg11,resnet20:0.5",
+                    help="comma-separated model configs, each optionally MODEL:WIDTH (default: the narrow VGG-11 "
+                         "and ResNet-20 of the speed targets; e.g. resnet20 for full width)")
     ap.add_argument("--width", type=float, default=None,
                     help="channel multiplier for every model (default: vgg11 0.25 as in the demo, resnet20 1.0)")
-    ap.add_argument("--steps", type=int, default=None, help="timed steps per arm (default 30 on CPU, 200 on GPU)")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per arm (default 100 on CPU, steadier than short runs; 200 on GPU)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps before the timed ones, both sides")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="the standard loop and every variant are timed in turn this many times; medians are "
+                         "reported (a shared machine's slow spells then hit one round, not one side)")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (the demo's; no arm diverges)")
     ap.add_argument("--init", default="default",
@@ -483,7 +494,7 @@ def parse_args(argv):
         args.models, args.batch_size, args.workers = "vgg11", 32, 1
         args.width = 0.125 if args.width is None else args.width
         args.steps = 2 if args.steps is None else args.steps
-        args.warmup = 1
+        args.warmup, args.rounds = 1, 1
         args.probe_steps = 2 if args.probe_steps is None else args.probe_steps
         args.matmul_size = args.matmul_size or 256
         args.sweep_steps = min(args.sweep_steps, 4)
@@ -504,7 +515,7 @@ def main(argv=None) -> int:
         os.environ["BNLAB_DATA_DIR"] = str(Path(args.data).expanduser().resolve())
     device = train.pick_device(args.device)
     on_gpu = device.type == "cuda"
-    steps = args.steps if args.steps is not None else (200 if on_gpu else 30)
+    steps = args.steps if args.steps is not None else (200 if on_gpu else 100)
     specs = [m.strip() for m in args.models.split(",") if m.strip()]
     try:
         models_ = [(m.split(":")[0], float(m.split(":")[1]) if ":" in m else
@@ -513,7 +524,7 @@ def main(argv=None) -> int:
         print(f"bnlab-bench: error: --models {args.models}: each entry is MODEL or MODEL:WIDTH, e.g. resnet20:0.5",
               file=sys.stderr)
         return 2
-    default = ["nchw", "fp32", "tf32", "bf16_cl"] if on_gpu else ["nchw", "fp32", "bf16_cl"]
+    default = ["nchw", "fp32", "tf32", "bf16_cl"] if on_gpu else ["nchw", "sequential", "fp32", "bf16_cl"]
     bf16_note = None
     if not args.variants and not args.quick and not native_bf16(device):  # emulated bf16: ~10x slower
         default.remove("bf16_cl")
@@ -523,8 +534,8 @@ def main(argv=None) -> int:
     if args.compile:
         names += [n for n, v in VARIANTS.items() if v[2] and n not in names]
     unknown = [n for n in names if n not in VARIANTS]
-    if unknown or steps <= 0 or args.warmup < 0 or args.batch_size <= 0 or args.workers < 0:
-        print(f"bnlab-bench: error: bad settings (unknown variants {unknown}; steps, batch size > 0; "
+    if unknown or steps <= 0 or args.warmup < 0 or args.batch_size <= 0 or args.workers < 0 or args.rounds < 1:
+        print(f"bnlab-bench: error: bad settings (unknown variants {unknown}; steps, batch size, rounds > 0; "
               f"warmup, workers >= 0)", file=sys.stderr)
         return 2
     common = ["logger=none", "train.progress=off", f"data.batch_size={args.batch_size}", f"optim.lr={args.lr}",
@@ -564,6 +575,9 @@ def main(argv=None) -> int:
          "excluded" + ("; torch.cuda.synchronize() before each clock read" if on_gpu else ""))
     emit("images/s = timed steps x batch x 2 arms / seconds (both sides); ratio = paired / standard "
          "(> 1: the paired trainer is faster)")
+    emit(f"rounds: {args.rounds}; each round times the standard loop, then every paired variant, in this order; "
+         f"every side's number is its median over the rounds (seconds: median too; the range follows), and "
+         f"each ratio is of medians")
 
     peaks = {}
     if not args.no_mfu:
@@ -598,29 +612,50 @@ def main(argv=None) -> int:
                 achieved = flops * steps / seconds
                 return f"; {achieved / 1e12:.3g} TFLOP/s = MFU {100 * achieved / peaks[peak]:.1f}% of {peak} peak"
 
-            with preserved_globals():
-                torch.use_deterministic_algorithms(False)
-                std = standard_loop(cfg, ds, device, steps, args.warmup, args.workers)
-            std_rate = std["images"] / std["seconds"]
+            # Rounds: the standard loop and every variant in turn, `--rounds` times; medians are
+            # reported, so a slow spell of a shared machine hits one round, not one side.
+            runs: dict[str, list[dict]] = {"standard": [], **{n: [] for n in names}}
+            failed: dict[str, str] = {}
+            for _ in range(args.rounds):
+                with preserved_globals():
+                    torch.use_deterministic_algorithms(False)
+                    runs["standard"].append(standard_loop(cfg, ds, device, steps, args.warmup, args.workers))
+                for name in names:
+                    label, extra, _ = VARIANTS[name]
+                    if name in failed or any(not has_key(cfg, o.split("=")[0]) for o in extra):
+                        continue
+                    try:
+                        runs[name].append(paired_run(base + extra, steps, args.warmup, device, workdir))
+                    except Exception as exc:  # e.g. torch.compile without a compiler: report, go on
+                        failed[name] = f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}"
+
+            def summary(rs: list[dict]) -> tuple[float, float, str]:
+                """(median images/s, median seconds, spread over the rounds as text)."""
+                rates = sorted(r["images"] / r["seconds"] for r in rs)
+                spread = f", rounds {min(rates):.1f}-{max(rates):.1f}" if len(rs) > 1 else ""
+                return statistics.median(rates), statistics.median(r["seconds"] for r in rs), spread
+
+            std_rate, std_s, spread = summary(runs["standard"])
             std_peak = peak_for("tf32" if torch.backends.cudnn.allow_tf32 else "fp32", device)
-            emit(f"standard loop: {std_rate:.1f} images/s ({std['seconds']:.2f} s for {len(cfg.arms)} x {steps} "
-                 f"steps of {args.batch_size}){mfu(std['seconds'], std_peak)}")
+            emit(f"standard loop: {std_rate:.1f} images/s ({std_s:.2f} s for {len(cfg.arms)} x {steps} "
+                 f"steps of {args.batch_size}{spread}){mfu(std_s, std_peak)}")
             for name in names:
                 label, extra, _ = VARIANTS[name]
                 missing = [o.split("=")[0] for o in extra if not has_key(cfg, o.split("=")[0])]
                 if missing:
                     emit(f"paired {label}: skipped, not in this bnlab's config: {', '.join(missing)}")
                     continue
-                try:
-                    res = paired_run(base + extra, steps, args.warmup, device, workdir)
-                except Exception as exc:  # e.g. torch.compile without a compiler: report, go on
-                    emit(f"paired {label}: failed ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]})")
+                if name in failed:
+                    emit(f"paired {label}: failed ({failed[name]})")
                     continue
-                rate = res["images"] / res["seconds"]
-                note = f"; diverged: {', '.join(res['diverged'])}, not comparable" if res["diverged"] else ""
-                note += "" if res["clock"] == "perf_counter window" else f"; clock: {res['clock']}"
-                emit(f"paired {label}: {rate:.1f} images/s ({res['seconds']:.2f} s)"
-                     f"{mfu(res['seconds'], peak_for(res['precision'], device))}{note}")
+                rs = runs[name]
+                rate, secs, spread = summary(rs)
+                diverged = sorted({a for r in rs for a in r["diverged"]})
+                note = f"; diverged: {', '.join(diverged)}, not comparable" if diverged else ""
+                clocks = {r["clock"] for r in rs} - {"perf_counter window"}
+                note += f"; clock: {', '.join(sorted(clocks))}" if clocks else ""
+                emit(f"paired {label}: {rate:.1f} images/s ({secs:.2f} s{spread})"
+                     f"{mfu(secs, peak_for(rs[0]['precision'], device))}{note}")
                 emit(f"ratio paired/standard, {label}: {rate / std_rate:.2f}")
             if bf16_note:
                 emit(bf16_note)

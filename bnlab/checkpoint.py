@@ -29,9 +29,10 @@ FORMAT = 1
 NAME = "last.pt"
 
 # Keys that may change between the run that wrote a checkpoint and the run that resumes it:
-# they do not change what is trained (where the data lives, how progress is shown, W&B).
-MAY_DIFFER = ("logger", "train.progress", "train.resume", "train.checkpoint_every", "data.root",
-              "data.download", "device")
+# they do not change what is trained (where the data lives, how progress is shown, W&B, where
+# the steps run: another device or thread split continues the run, equal up to float rounding).
+MAY_DIFFER = ("logger", "train.progress", "train.resume", "train.checkpoint_every", "train.concurrent_arms",
+              "data.root", "data.download", "device")
 
 
 def path(run_dir: Path) -> Path:

@@ -92,6 +92,9 @@ def validate(cfg: DictConfig) -> None:
     _positive(cfg, "train.checkpoint_every", 200, allow_none=True, integer=True)
     if cfg.train.precision not in PRECISIONS:
         raise BnlabError(f"train.precision={cfg.train.precision} is not known; choose from {', '.join(PRECISIONS)}")
+    concurrent = cfg.train.get("concurrent_arms", "auto")
+    if not (concurrent == "auto" or isinstance(concurrent, bool)):
+        raise BnlabError(f"train.concurrent_arms={concurrent} is not known; use auto, true or false")
     if cfg.train.resume not in RESUME:
         raise BnlabError(f"train.resume={cfg.train.resume} is not known; choose from {', '.join(RESUME)}")
     for name in ("layer_norms", "landscape", "ics", "divergence", "curvature", "activations"):

@@ -2,7 +2,8 @@
 
 Read top to bottom: config checks, data, arms (one model + optimizer per norm
 kind, identical initial weights), then the loop. Each step draws ONE batch and
-hands it to every arm in turn. Per-step numbers stay on the device and are
+hands it to every arm (on a CPU all arms at once, one thread each:
+bnlab/arm_threads.py). Per-step numbers stay on the device and are
 synchronized with the host only at the logging cadence (``train.log_every``),
 when they go to the run records, W&B and the progress bar.
 
@@ -22,6 +23,7 @@ run in fp32 on the eager module.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import time
 from dataclasses import dataclass, field
@@ -31,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from bnlab import checkpoint, config, console, data, freeze, init, models, norms, optim, preemption, results, tracking
+from bnlab import (arm_threads, checkpoint, config, console, data, freeze, init, models, norms, optim, preemption,
+                   results, tracking)
 from bnlab.metrics import activations, convergence, curvature, divergence, gammas, gradnorms, ics, landscape
 from bnlab.errors import BnlabError
 from bnlab.metrics._state import loss_and_grad, preserved
@@ -421,7 +424,9 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
     started, exit_code = time.time(), 1
     try:
         with preemption.StopSignals() as stop, \
-                console.LiveProgress(steps, [a.name for a in arms], cfg.train.progress) as bar:
+                console.LiveProgress(steps, [a.name for a in arms], cfg.train.progress) as bar, \
+                arm_threads.ArmPool(arm_threads.workers(cfg.train.concurrent_arms, device, len(arms),
+                                                        bool(cfg.train.compile))) as pool:
 
             def evaluate_all(step: int) -> None:
                 rows = []
@@ -467,6 +472,8 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
                     "wall_time_s": wall_before + time.time() - started,
                 })
 
+            # an arm thread reads its own copy of the config (OmegaConf is not documented thread-safe)
+            arm_cfg = {a.name: copy.deepcopy(cfg) if pool.n else cfg for a in arms}
             if start == 0:
                 evaluate_all(0)
             lrs = {}
@@ -474,16 +481,19 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
                 x, y = next(batches)  # one batch, consumed by every arm
                 lrs[step] = arms[0].sched.get_last_lr()[0]
                 due = probes_due(cfg, step)
-                for arm in arms:
-                    if not arm.active:
-                        continue
+
+                def step_arm(arm: Arm) -> None:
                     t0, probe_t0 = time.perf_counter(), arm.probe_time_s
-                    metrics, probe = train_step(arm, x, y, due, cfg, step)
+                    metrics, probe = train_step(arm, x, y, due, arm_cfg[arm.name], step)
                     arm.pending.append((step, metrics))
                     if probe:
                         arm.probes.append((step, probe))
                     arm.train_time_s += time.perf_counter() - t0 - (arm.probe_time_s - probe_t0)
                     arm.steps_trained += 1
+
+                # on a CPU the arms step at once (train.concurrent_arms), the slowest one first
+                pool.map(step_arm, sorted((a for a in arms if a.active),
+                                          key=lambda a: -a.train_time_s / max(a.steps_trained, 1)))
                 done = step + 1
                 eval_due = done % int(cfg.train.eval_every) == 0 or done == steps
                 ckpt_due = (bool(every) and done % int(every) == 0 and done < steps) or stop.requested is not None

@@ -138,6 +138,7 @@ BAD = [
     (["data.batch_size=1.5"], "data.batch_size=1.5 must be an integer > 0"),
     (["train.precision=fp16"], "train.precision=fp16 is not known; choose from fp32, tf32, bf16"),
     (["train.resume=yes"], "train.resume=yes is not known; choose from auto, never"),
+    (["train.concurrent_arms=sometimes"], "train.concurrent_arms=sometimes is not known; use auto, true or false"),
     (["train.checkpoint_every=0"], "train.checkpoint_every=0 must be an integer > 0"),
     (["logger=wandb", "logger.init_timeout=0"], "logger.init_timeout=0 must be > 0"),
     (["logger=wandb", "logger.finish_timeout=-1"], "logger.finish_timeout=-1 must be >= 0"),
