@@ -15,6 +15,16 @@ same batch). The whole step runs in the arm's thread, probes included, so
 turning a probe on or off never changes the thread count, and hence the
 rounding, of the training step. The slowest arm so far starts first, so with
 more arms than threads the others fill the remaining threads.
+
+When it pays: for small models only. ``auto`` steps the arms at once when one
+arm's forward pass costs less than ``SMALL_MODEL_FLOPS`` per image (conv and
+linear FLOPs, counted once per run). Measured on 2 cores (results/bench/
+speed.txt): narrow ResNet-20 (x0.5, 20 MFLOP) trains 1.18x faster with the
+arms at once than one after the other on two threads each, and VGG-11 x0.25
+(19 MFLOP) about the same; full-width ResNet-20 (81 MFLOP) is compute-bound,
+its convolutions use two threads well, and at once it is 1.12x slower (the
+arms contend for cache and memory bandwidth). The rule depends on the model
+alone, never on timing, so the same command always runs the same way.
 """
 
 from __future__ import annotations
@@ -24,21 +34,45 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 SETTINGS = ("auto", True, False)
+# ``auto``: arms at once below this many forward FLOPs per image of one arm (see above)
+SMALL_MODEL_FLOPS = 40e6
 
 
-def workers(setting, device: torch.device, n_arms: int, compiled: bool) -> int:
+def workers(setting, device: torch.device, n_arms: int, compiled: bool, flops_per_image=None) -> int:
     """How many arm threads to use (0: step the arms one after the other).
 
     ``auto``: on a CPU with at least two intra-op threads and two arms, not
-    with ``train.compile`` (compiled graphs are not stepped from threads).
-    ``true`` forces it wherever there are two arms; ``false`` never.
+    with ``train.compile`` (compiled graphs are not stepped from threads),
+    for a small model: ``flops_per_image()`` (called only then) below
+    ``SMALL_MODEL_FLOPS``. ``true`` forces it wherever there are two arms;
+    ``false`` never.
     """
     cores = torch.get_num_threads()
     if setting is False or n_arms < 2:
         return 0
     if setting == "auto" and (device.type != "cpu" or compiled or cores < 2):
         return 0
+    if setting == "auto" and flops_per_image is not None and flops_per_image() >= SMALL_MODEL_FLOPS:
+        return 0
     return min(n_arms, max(cores, 2))
+
+
+def forward_flops(model: torch.nn.Module, image_shape) -> int:
+    """Conv and linear FLOPs of one forward pass of one image (``torch.utils.flop_counter``).
+
+    Eval mode, no gradient, a zero image, and ``preserved`` around it: the
+    model, its running statistics and every generator are left bitwise as they were.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from bnlab.metrics._state import preserved
+
+    p = next(model.parameters())
+    x = torch.zeros(1, *image_shape, device=p.device)
+    with preserved(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.eval()
+        model(x)
+    return int(counter.get_total_flops())
 
 
 class ArmPool:

@@ -7,12 +7,15 @@ deterministic, and an error inside an arm's thread reaches the caller.
 
 from __future__ import annotations
 
+import copy
 import threading
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from bnlab import arm_threads, train
+from bnlab import arm_threads, models, norms, train
+from bnlab.results import read_summary
 from conftest import read_jsonl
 
 # every probe, at a cadence that lands on some steps and not others
@@ -55,7 +58,8 @@ def test_concurrent_arms_compute_what_each_arm_computes_alone(compose_cfg, cifar
     """Probes included: every step of every arm runs in an arm thread, on one intra-op thread."""
     monkeypatch.setenv("BNLAB_DATA_DIR", str(cifar_dir))
     cfg = compose_cfg(*RUN, "train.concurrent_arms=auto")
-    train.run(cfg, tmp_path / "concurrent")
+    summary = train.run(cfg, tmp_path / "concurrent")
+    assert summary["threads"] == {"arm_threads": 2, "intra_op_threads_per_arm": 1}
     assert len(step_log) == 3 * 16
     threads = {name for _, _, name, _ in step_log}
     assert all(name.startswith("bnlab-arm") for name in threads) and len(threads) == 2, threads
@@ -103,14 +107,62 @@ def test_an_error_in_an_arm_thread_reaches_the_caller(compose_cfg, cifar_dir, mo
     assert not [t for t in threading.enumerate() if t.name.startswith("bnlab-arm")]
 
 
-@pytest.mark.parametrize("setting, device, arms, compiled, expected", [
-    ("auto", "cpu", 2, False, 2),
-    ("auto", "cpu", 3, False, 2),   # two cores: two threads, the third arm waits for one
-    ("auto", "cpu", 1, False, 0),
-    ("auto", "cpu", 2, True, 0),    # compiled graphs are stepped from the main thread
-    ("auto", "cuda", 2, False, 0),  # a GPU runs the arms' kernels on one stream anyway
-    (False, "cpu", 2, False, 0),
-    (True, "cuda", 2, False, 2),
+SMALL, LARGE = arm_threads.SMALL_MODEL_FLOPS / 2, arm_threads.SMALL_MODEL_FLOPS * 2
+
+
+@pytest.mark.parametrize("setting, device, arms, compiled, flops, expected", [
+    ("auto", "cpu", 2, False, SMALL, 2),
+    ("auto", "cpu", 3, False, SMALL, 2),   # two cores: two threads, the third arm waits for one
+    ("auto", "cpu", 1, False, SMALL, 0),
+    ("auto", "cpu", 2, True, SMALL, 0),    # compiled graphs are stepped from the main thread
+    ("auto", "cuda", 2, False, SMALL, 0),  # a GPU runs the arms' kernels on one stream anyway
+    ("auto", "cpu", 2, False, LARGE, 0),   # a compute-bound model: two threads per arm, in turn
+    (False, "cpu", 2, False, SMALL, 0),
+    (True, "cpu", 2, False, LARGE, 2),
+    (True, "cuda", 2, False, SMALL, 2),
 ])
-def test_how_many_arm_threads(two_threads, setting, device, arms, compiled, expected):
-    assert arm_threads.workers(setting, torch.device(device), arms, compiled) == expected
+def test_how_many_arm_threads(two_threads, setting, device, arms, compiled, flops, expected):
+    counted = []
+
+    def flops_per_image():
+        counted.append(flops)
+        return flops
+
+    assert arm_threads.workers(setting, torch.device(device), arms, compiled, flops_per_image) == expected
+    # the model is measured only when auto is deciding between the two
+    assert len(counted) == (setting == "auto" and device == "cpu" and arms > 1 and not compiled)
+
+
+@pytest.mark.parametrize("arch, width, small", [("vgg11", 0.25, True), ("resnet20", 0.5, True),
+                                                ("resnet20", 1.0, False), ("simple_cnn", 0.25, True)])
+def test_auto_measures_the_model_and_leaves_it_untouched(compose_cfg, arch, width, small):
+    cfg = compose_cfg(f"model={arch}", f"model.width={width}", "arms=[noisy_bn]")
+    model = models.build(cfg.model, "noisy_bn", cfg.norm, 10).to(memory_format=torch.channels_last).train()
+    norms.seed_noise(model, 0)
+    model(torch.randn(4, 3, 32, 32))  # noise generators exist, running stats moved
+    before = copy.deepcopy(model.state_dict())
+    gens = [m.generator.get_state() for m in model.modules() if isinstance(m, norms.ActivationNoise)]
+    rng = torch.get_rng_state()
+    flops = arm_threads.forward_flops(model, (3, 32, 32))
+    assert (flops < arm_threads.SMALL_MODEL_FLOPS) == small, flops
+    # the same count as FlopCounterMode gives for a batch of 8, per image
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        copy.deepcopy(model).eval()(torch.zeros(8, 3, 32, 32))
+    assert counter.get_total_flops() == 8 * flops
+    assert model.training and all(m.training for m in model.modules())
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    now = [m.generator.get_state() for m in model.modules() if isinstance(m, norms.ActivationNoise)]
+    assert len(now) == len(gens) > 0 and all(torch.equal(a, b) for a, b in zip(now, gens))
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_a_large_model_steps_its_arms_in_turn(compose_cfg, cifar_dir, monkeypatch, tmp_path, two_threads,
+                                              step_log):
+    monkeypatch.setenv("BNLAB_DATA_DIR", str(cifar_dir))
+    cfg = compose_cfg("model=resnet20", "data.batch_size=8", "logger=none", "train.steps=2", "train.eval_every=2",
+                      "train.progress=off", "train.checkpoint_every=null", "metrics.layer_norms.every=null")
+    summary = train.run(cfg, tmp_path)
+    assert {(name, n) for *_, name, n in step_log} == {("MainThread", 2)}
+    assert summary["threads"] == {"arm_threads": 0, "intra_op_threads_per_arm": 2}
+    assert read_summary(tmp_path)["threads"] == summary["threads"]

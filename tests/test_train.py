@@ -57,6 +57,9 @@ def test_records_follow_the_schema(compose_cfg, tmp_path):
 
 def test_same_config_twice_gives_identical_records(compose_cfg, tmp_path):
     train.run(compose_cfg(*FAST), tmp_path / "a")
+    # train.deterministic: deterministic kernels, but new tensors are not NaN-filled (a memory pass each)
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.utils.deterministic.fill_uninitialized_memory is False
     train.run(compose_cfg(*FAST), tmp_path / "b")
     a, b = (tmp_path / "a/metrics.jsonl").read_text(), (tmp_path / "b/metrics.jsonl").read_text()
     assert a == b and len(a.splitlines()) > 40
