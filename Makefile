@@ -33,7 +33,7 @@ test-slow: install  ## the slow end-to-end tests only
 bench: install  ## benchmarks (probe cost, curvature solvers, training speed vs the standard loop); output in results/bench/
 	$(BIN)/python scripts/bench_probes.py --out results/bench/probes.txt
 	$(BIN)/python scripts/bench_curvature.py --out results/bench/curvature.txt
-	$(BIN)/bnlab-bench --sweep-jobs 8 --sweep-n-jobs 2 --out results/bench/speed.txt
+	$(BIN)/bnlab-bench --models vgg11,resnet20:0.5,resnet20 --sweep-jobs 8 --sweep-n-jobs 2 --out results/bench/speed.txt
 
 reproduce: install  ## every experiment at CPU scale into results/ (+ figures, claims, report); ~75 min on 2 cores
 	BIN=$(BIN) bash scripts/reproduce.sh

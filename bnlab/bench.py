@@ -25,8 +25,10 @@ number of steps:
   off, no checkpoints, no test-set evaluation (``train.eval_every`` = run
   length, and the two evaluations left are skipped). Variants: fp32 NCHW
   (``train.channels_last=false``), fp32 + channels_last with the arms one
-  after the other (``train.concurrent_arms=false``), fp32 + channels_last
-  (bnlab's default: on a CPU the arms step at once, one thread each), tf32
+  after the other (``train.concurrent_arms=false``) and at once, one thread
+  each (``true``); on a GPU fp32 + channels_last as configured by default
+  (on a CPU the default is one of the two: a "bnlab default" line names
+  which, by bnlab's own rule for the model), tf32
   (on a GPU: the standard loop's conv math under torch's defaults), bf16
   autocast + channels_last, and with ``--compile`` fp32 and bf16 + channels_last
   with ``train.compile``.
@@ -87,6 +89,8 @@ VARIANTS = {
     "nchw": ("fp32, NCHW (train.channels_last=false)", ["train.channels_last=false"], False),
     "sequential": ("fp32 + channels_last, arms one after the other (train.concurrent_arms=false)",
                    ["train.channels_last=true", "train.concurrent_arms=false"], False),
+    "concurrent": ("fp32 + channels_last, arms at once (train.concurrent_arms=true)",
+                   ["train.channels_last=true", "train.concurrent_arms=true"], False),
     "fp32": ("fp32 + channels_last (bnlab default)", ["train.channels_last=true"], False),
     "tf32": ("tf32 + channels_last", ["train.precision=tf32", "train.channels_last=true"], False),
     "bf16_cl": ("bf16 autocast + channels_last", ["train.precision=bf16", "train.channels_last=true"], False),
@@ -286,6 +290,7 @@ def preserved_globals():
     """Global torch switches a run may flip (determinism, TF32, matmul precision), restored after."""
     det = torch.are_deterministic_algorithms_enabled()
     det_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    fill = torch.utils.deterministic.fill_uninitialized_memory
     matmul = torch.get_float32_matmul_precision()
     cudnn_tf32, cuda_tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     cudnn_bench = torch.backends.cudnn.benchmark
@@ -293,6 +298,7 @@ def preserved_globals():
         yield
     finally:
         torch.use_deterministic_algorithms(det, warn_only=det_warn)
+        torch.utils.deterministic.fill_uninitialized_memory = fill
         torch.set_float32_matmul_precision(matmul)
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = cudnn_tf32, cuda_tf32
         torch.backends.cudnn.benchmark = cudnn_bench
@@ -360,6 +366,30 @@ def paired_run(overrides: list[str], steps: int, warmup: int, device: torch.devi
                    images=sum(trained) * int(cfg.data.batch_size),
                    clock="summary train_time_s of all arms, warm-up included (window markers did not fire)")
     return res
+
+
+def bnlab_default(cfg, ds, device: torch.device, names: list[str], ran: dict) -> tuple[str, str] | None:
+    """(variant, why) of the variant that equals bnlab's default for this model, if it ran.
+
+    The default is fp32 + channels_last with ``train.concurrent_arms=auto``, which on a CPU
+    steps the arms at once for a small model only (``bnlab.arm_threads``): the same rule is
+    applied here to the same model.
+    """
+    from bnlab import arm_threads
+
+    if "fp32" in ran:
+        return "fp32", "fp32 + channels_last, train.concurrent_arms=auto, measured as such"
+    flops = arm_threads.forward_flops(build_model(cfg, cfg.arms[0], ds.num_classes, device), ds.train_x.shape[1:])
+    n = arm_threads.workers("auto", device, len(cfg.arms), bool(cfg.train.compile), lambda: flops)
+    name = "concurrent" if n else "sequential"
+    size = (f"{flops / 1e6:.3g} MFLOP forward per image per arm, "
+            f"{'below' if flops < arm_threads.SMALL_MODEL_FLOPS else 'at or above'} "
+            f"{arm_threads.SMALL_MODEL_FLOPS / 1e6:g}")
+    if not n and flops < arm_threads.SMALL_MODEL_FLOPS:
+        size += f", but torch has {torch.get_num_threads()} intra-op thread(s)"
+    why = (f"fp32 + channels_last, train.concurrent_arms=auto steps the arms "
+           f"{'at once' if n else 'one after the other'} ({size})")
+    return (name, why) if name in ran else None
 
 
 # ------------------------------------------------------------------- MFU ----
@@ -524,7 +554,9 @@ def main(argv=None) -> int:
         print(f"bnlab-bench: error: --models {args.models}: each entry is MODEL or MODEL:WIDTH, e.g. resnet20:0.5",
               file=sys.stderr)
         return 2
-    default = ["nchw", "fp32", "tf32", "bf16_cl"] if on_gpu else ["nchw", "sequential", "fp32", "bf16_cl"]
+    # on a CPU the default (train.concurrent_arms=auto) is one of sequential/concurrent: both run,
+    # and the "bnlab default" line names the one auto picks for each model
+    default = ["nchw", "fp32", "tf32", "bf16_cl"] if on_gpu else ["nchw", "sequential", "concurrent", "bf16_cl"]
     bf16_note = None
     if not args.variants and not args.quick and not native_bf16(device):  # emulated bf16: ~10x slower
         default.remove("bf16_cl")
@@ -657,6 +689,11 @@ def main(argv=None) -> int:
                 emit(f"paired {label}: {rate:.1f} images/s ({secs:.2f} s{spread})"
                      f"{mfu(secs, peak_for(rs[0]['precision'], device))}{note}")
                 emit(f"ratio paired/standard, {label}: {rate / std_rate:.2f}")
+            default_line = bnlab_default(cfg, ds, device, names, {n: r for n, r in runs.items() if r})
+            if default_line:
+                name, text = default_line
+                emit(f"bnlab default for this model: {text}: the '{VARIANTS[name][0]}' line above")
+                emit(f"ratio paired/standard, bnlab default: {summary(runs[name])[0] / std_rate:.2f}")
             if bf16_note:
                 emit(bf16_note)
             if probe_steps > 0 and (model, width) == models_[0]:

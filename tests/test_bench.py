@@ -49,8 +49,13 @@ def test_quick_bench_prints_speeds_ratio_and_machine(tmp_path, cifar_dir):
     assert re.search(r"^settings: models vgg11 x0\.125; batch 32; 2 timed steps", text, re.M)
     # both sides, the ratio, the probe cadence
     _number(text, rf"^standard loop: {NUM} images/s")
-    _number(text, rf"^paired fp32 \+ channels_last \(bnlab default\): {NUM} images/s")
-    _number(text, rf"^ratio paired/standard, fp32 \+ channels_last \(bnlab default\): {NUM}$")
+    _number(text, rf"^paired fp32 \+ channels_last, arms at once \(train.concurrent_arms=true\): {NUM} images/s")
+    _number(text, rf"^paired fp32 \+ channels_last, arms one after the other \(train.concurrent_arms=false\): "
+                  rf"{NUM} images/s")
+    # the default named by bnlab's own rule: a narrow VGG-11 on a CPU steps its arms at once
+    assert re.search(r"^bnlab default for this model: .*arms at once .*: the 'fp32 \+ channels_last, arms at "
+                     r"once \(train.concurrent_arms=true\)' line above$", text, re.M)
+    _number(text, rf"^ratio paired/standard, bnlab default: {NUM}$")
     _number(text, rf"^ratio default probe cadence / no probes: {NUM}$")
     for line in text.splitlines():  # every variant that ran: positive finite numbers
         if "images/s" in line and not line.startswith("images/s"):
