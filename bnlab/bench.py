@@ -432,18 +432,22 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, reps: int, pre
 
 
 def matmul_peaks(device: torch.device, n: int) -> dict[str, float]:
-    """fp32, tf32 and bf16 matmul FLOP/s on a GPU; fp32 only on a CPU (bf16 there is often an
-    emulated slow path, no meaningful peak)."""
+    """fp32, tf32 and bf16 matmul FLOP/s on a GPU; on a CPU fp32, and bf16 where the CPU has native
+    bf16 units (AMX / AVX512-BF16; elsewhere bf16 is an emulated slow path, no meaningful peak)."""
     peaks = {"fp32": matmul_peak(device, torch.float32, n, 3)}
     if device.type == "cuda":
         peaks["tf32"] = matmul_peak(device, torch.float32, n, 3, precision="high")
+    if device.type == "cuda" or native_bf16(device):
         peaks["bf16"] = matmul_peak(device, torch.bfloat16, n, 3)
     return peaks
 
 
-def peak_for(precision: str, device: torch.device) -> str:
-    """The measured peak that matches a run's math: on CPU always fp32 (its fast path)."""
-    return precision if device.type == "cuda" else "fp32"
+def peak_for(precision: str, device: torch.device, peaks: dict) -> str:
+    """The measured peak that matches a run's math (tf32 exists on a GPU only; a CPU without
+    native bf16 has only its fp32 peak)."""
+    if device.type == "cuda" or precision in peaks:
+        return precision
+    return "fp32"
 
 
 # ------------------------------------------------------- many small runs ----
@@ -619,7 +623,8 @@ def main(argv=None) -> int:
              + ", ".join(f"{k} {v / 1e12:.3g} TFLOP/s" for k, v in peaks.items())
              + ("; MFU of each run against the peak of its math (the standard loop: torch defaults, convs "
                 "in TF32; paired train.precision=fp32: TF32 off, full fp32)" if on_gpu
-                else "; on CPU, MFU of every run (bf16 too) is against this measured fp32 matmul rate"))
+                else "; on CPU, MFU of a bf16 run is against the bf16 rate where one was measured (native bf16), "
+                     "of every other run against the fp32 rate"))
 
     with tempfile.TemporaryDirectory(prefix="bnlab-bench-") as tmp:
         workdir = Path(tmp)
@@ -668,7 +673,7 @@ def main(argv=None) -> int:
                 return statistics.median(rates), statistics.median(r["seconds"] for r in rs), spread
 
             std_rate, std_s, spread = summary(runs["standard"])
-            std_peak = peak_for("tf32" if torch.backends.cudnn.allow_tf32 else "fp32", device)
+            std_peak = peak_for("tf32" if torch.backends.cudnn.allow_tf32 else "fp32", device, peaks)
             emit(f"standard loop: {std_rate:.1f} images/s ({std_s:.2f} s for {len(cfg.arms)} x {steps} "
                  f"steps of {args.batch_size}{spread}){mfu(std_s, std_peak)}")
             for name in names:
@@ -687,7 +692,7 @@ def main(argv=None) -> int:
                 clocks = {r["clock"] for r in rs} - {"perf_counter window"}
                 note += f"; clock: {', '.join(sorted(clocks))}" if clocks else ""
                 emit(f"paired {label}: {rate:.1f} images/s ({secs:.2f} s{spread})"
-                     f"{mfu(secs, peak_for(rs[0]['precision'], device))}{note}")
+                     f"{mfu(secs, peak_for(rs[0]['precision'], device, peaks))}{note}")
                 emit(f"ratio paired/standard, {label}: {rate / std_rate:.2f}")
             default_line = bnlab_default(cfg, ds, device, names, {n: r for n, r in runs.items() if r})
             if default_line:

@@ -120,3 +120,14 @@ def test_sweep_jobs_per_minute(tmp_path, cifar_dir):
     _number(proc.stdout, rf"^sweep sequential .*: {NUM} jobs/min")
     _number(proc.stdout, rf"^sweep concurrent .*: {NUM} jobs/min")
     _number(proc.stdout, rf"^sweep ratio concurrent/sequential \(jobs/min\): {NUM}$")
+
+
+def test_mfu_peak_matches_the_run_math():
+    """bf16 runs are measured against a bf16 matmul peak where one exists, else against fp32."""
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert bench.peak_for("bf16", cpu, {"fp32": 1.0}) == "fp32"  # emulated bf16: no bf16 peak
+    assert bench.peak_for("bf16", cpu, {"fp32": 1.0, "bf16": 4.0}) == "bf16"  # AMX / AVX512-BF16
+    assert bench.peak_for("tf32", cpu, {"fp32": 1.0, "bf16": 4.0}) == "fp32"  # no TF32 on a CPU
+    assert bench.peak_for("tf32", gpu, {"fp32": 1.0, "tf32": 2.0, "bf16": 4.0}) == "tf32"
+    peaks = bench.matmul_peaks(cpu, 64)
+    assert ("bf16" in peaks) == bench.native_bf16(cpu) and all(v > 0 for v in peaks.values())
