@@ -213,25 +213,39 @@ def test_submitit_preemption_signal_requeues_and_the_job_resumes_in_its_dir(stra
     assert _count(log, "Requeued job") == 1 and "(3 remaining timeouts)" in log, log
 
 
-# The controller's own signal comes 30 s into each attempt: the job must run longer than that.
-LONG = [a for a in RUN if not a.startswith(("train.steps=", "train.eval_every="))] + \
-    ["train.steps=2000", "train.eval_every=500"]
+# The controller's own signal comes 30 s into each attempt: the job must train longer than that, and end
+# within the controller's 6 attempts (~25 s of training each). A fixed step count cannot do both on every
+# machine (2000 steps took ~57 s on one CPU and under 30 s on another), so the length comes from a short
+# calibration run: about 60 s of training here and now, which leaves a factor ~2 of drift either way.
+LONG = [a for a in RUN if not a.startswith(("train.steps=", "train.eval_every="))]
+
+
+def _steps_for(seconds: float, tmp_path: Path, cifar_dir: Path) -> int:
+    """Steps of LONG that train for about ``seconds`` on this machine (from a 300-step run's wall time)."""
+    calib = tmp_path / "calibration"
+    res = run_bnlab([*LONG, "train.steps=300", "train.eval_every=300", f"hydra.run.dir={calib}"], tmp_path,
+                    cifar_dir, env_extra=THREADS)
+    assert res.returncode == 0, res.stderr
+    wall = json.loads((calib / "summary.json").read_text())["wall_time_s"]
+    return max(1000, int(round(300 * seconds / wall, -2)))
 
 
 @pytest.mark.slow
 def test_submitit_timeout_signal_from_the_controller_requeues_and_resumes(tmp_path, cifar_dir):
-    """slow: ~70-90 s on 2 busy cores (a 2000-step job the controller signals at 30 s, and its reference).
+    """slow: ~2 min on 2 busy cores (a ~60 s job the controller signals at 30 s, and its reference).
 
     ``hydra.launcher.timeout_min=1``: submitit's local controller sends SIGUSR2 30 s into each attempt
     (signal_delay_s is fixed at 30 for submitit_local) and kills at 60 s. Each signal is a timeout for
     submitit: LocalExecutor requeues 3 times by default, the test allows 5 (the controller runs a job at
-    most 6 times), so the job may take 1 to 6 attempts: about 2 on 2 busy cores, ~35 steps/s. The job is
+    most 6 times), so the job may take 1 to 6 attempts: about 3 for ~60 s of training. The job is
     requeued and resumes each time; the records are bitwise those of the uninterrupted run.
     The reference runs at the same time (one thread each; the numbers do not depend on concurrency).
     """
+    steps = _steps_for(60, tmp_path, cifar_dir)
+    long = [*LONG, f"train.steps={steps}", f"train.eval_every={steps // 4}"]
     sweep_dir = tmp_path / "sweep"
-    ref = _start([*LONG, f"hydra.run.dir={tmp_path / 'straight'}"], tmp_path, cifar_dir)
-    proc = _start(["-m", *LONG, *SUBMITIT, "hydra.launcher.timeout_min=1", "+hydra.launcher.max_num_timeout=5",
+    ref = _start([*long, f"hydra.run.dir={tmp_path / 'straight'}"], tmp_path, cifar_dir)
+    proc = _start(["-m", *long, *SUBMITIT, "hydra.launcher.timeout_min=1", "+hydra.launcher.max_num_timeout=5",
                    f"hydra.sweep.dir={sweep_dir}"], tmp_path, cifar_dir)
     try:
         out, err = _finish(proc, 400)
@@ -243,8 +257,8 @@ def test_submitit_timeout_signal_from_the_controller_requeues_and_resumes(tmp_pa
     assert ref.returncode == 0, ref_err
     assert proc.returncode == 0, out + err
     _, log = _submitit_log(sweep_dir)
-    assert "Caught signal SIGUSR2" in log, f"the job ended before the controller's signal at 30 s:\n{log}"
-    log = assert_requeued_and_resumed(sweep_dir, tmp_path / "straight", steps=2000, signals=None)
+    assert "Caught signal SIGUSR2" in log, f"the {steps}-step job ended before the controller's signal at 30 s:\n{log}"
+    log = assert_requeued_and_resumed(sweep_dir, tmp_path / "straight", steps=steps, signals=None)
     caught = _count(log, "Caught signal SIGUSR2")
     assert _count(log, "this job is timed-out") == caught, log
     assert f"Requeued job {_submitit_log(sweep_dir)[0]} ({5 - caught} remaining timeouts)" in log, log
