@@ -19,11 +19,12 @@ more arms than threads the others fill the remaining threads.
 When it pays: for small models only. ``auto`` steps the arms at once when one
 arm's forward pass costs less than ``SMALL_MODEL_FLOPS`` per image (conv and
 linear FLOPs, counted once per run). Measured on 2 cores (results/bench/
-speed.txt): narrow ResNet-20 (x0.5, 20 MFLOP) trains 1.18x faster with the
-arms at once than one after the other on two threads each, and VGG-11 x0.25
-(19 MFLOP) about the same; full-width ResNet-20 (81 MFLOP) is compute-bound,
-its convolutions use two threads well, and at once it is 1.12x slower (the
-arms contend for cache and memory bandwidth). The rule depends on the model
+speed.txt, README "Speed"): narrow ResNet-20 (x0.5, 20 MFLOP) trains
+1.18-1.23x faster with the arms at once than one after the other on two
+threads each, VGG-11 x0.25 (20 MFLOP) 1.03-1.05x; full-width ResNet-20 (81
+MFLOP) is compute-bound, its convolutions use two threads well, and at once
+it was 1.06-1.12x slower in three runs of four (the arms contend for cache and
+memory bandwidth). The rule depends on the model
 alone, never on timing, so the same command always runs the same way.
 """
 
