@@ -368,12 +368,12 @@ def paired_run(overrides: list[str], steps: int, warmup: int, device: torch.devi
     return res
 
 
-def bnlab_default(cfg, ds, device: torch.device, names: list[str], ran: dict) -> tuple[str, str] | None:
-    """(variant, why) of the variant that equals bnlab's default for this model, if it ran.
+def bnlab_default(cfg, ds, device: torch.device, ran: dict) -> tuple[str, str] | None:
+    """(variant, description) of the variant that equals bnlab's default for this model, if it ran.
 
-    The default is fp32 + channels_last with ``train.concurrent_arms=auto``, which on a CPU
-    steps the arms at once for a small model only (``bnlab.arm_threads``): the same rule is
-    applied here to the same model.
+    The default is fp32 + channels_last with ``train.concurrent_arms=auto``; on a CPU ``auto``
+    steps the arms at once for a small model only, decided by ``bnlab.arm_threads.workers``,
+    which is called here on the same model.
     """
     from bnlab import arm_threads
 
@@ -382,14 +382,10 @@ def bnlab_default(cfg, ds, device: torch.device, names: list[str], ran: dict) ->
     flops = arm_threads.forward_flops(build_model(cfg, cfg.arms[0], ds.num_classes, device), ds.train_x.shape[1:])
     n = arm_threads.workers("auto", device, len(cfg.arms), bool(cfg.train.compile), lambda: flops)
     name = "concurrent" if n else "sequential"
-    size = (f"{flops / 1e6:.3g} MFLOP forward per image per arm, "
-            f"{'below' if flops < arm_threads.SMALL_MODEL_FLOPS else 'at or above'} "
-            f"{arm_threads.SMALL_MODEL_FLOPS / 1e6:g}")
-    if not n and flops < arm_threads.SMALL_MODEL_FLOPS:
-        size += f", but torch has {torch.get_num_threads()} intra-op thread(s)"
-    why = (f"fp32 + channels_last, train.concurrent_arms=auto steps the arms "
-           f"{'at once' if n else 'one after the other'} ({size})")
-    return (name, why) if name in ran else None
+    text = (f"fp32 + channels_last, train.concurrent_arms=auto steps the arms {'at once' if n else 'one after the other'}"
+            f" ({flops / 1e6:.3g} MFLOP forward per image per arm, auto's limit "
+            f"{arm_threads.SMALL_MODEL_FLOPS / 1e6:g}; {torch.get_num_threads()} intra-op threads)")
+    return (name, text) if name in ran else None
 
 
 # ------------------------------------------------------------------- MFU ----
@@ -694,7 +690,7 @@ def main(argv=None) -> int:
                 emit(f"paired {label}: {rate:.1f} images/s ({secs:.2f} s{spread})"
                      f"{mfu(secs, peak_for(rs[0]['precision'], device, peaks))}{note}")
                 emit(f"ratio paired/standard, {label}: {rate / std_rate:.2f}")
-            default_line = bnlab_default(cfg, ds, device, names, {n: r for n, r in runs.items() if r})
+            default_line = bnlab_default(cfg, ds, device, {n: r for n, r in runs.items() if r})
             if default_line:
                 name, text = default_line
                 emit(f"bnlab default for this model: {text}: the '{VARIANTS[name][0]}' line above")
