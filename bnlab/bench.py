@@ -566,9 +566,13 @@ def main(argv=None) -> int:
     if args.compile:
         names += [n for n, v in VARIANTS.items() if v[2] and n not in names]
     unknown = [n for n in names if n not in VARIANTS]
-    if unknown or steps <= 0 or args.warmup < 0 or args.batch_size <= 0 or args.workers < 0 or args.rounds < 1:
-        print(f"bnlab-bench: error: bad settings (unknown variants {unknown}; steps, batch size, rounds > 0; "
-              f"warmup, workers >= 0)", file=sys.stderr)
+    bad = [f"--variants: {', '.join(unknown)} unknown, choose from {', '.join(VARIANTS)}"] if unknown else []
+    bad += [f"--{flag}={value} must be {rule}" for flag, value, ok, rule in (
+        ("steps", steps, steps > 0, "> 0"), ("batch-size", args.batch_size, args.batch_size > 0, "> 0"),
+        ("rounds", args.rounds, args.rounds >= 1, ">= 1"), ("warmup", args.warmup, args.warmup >= 0, ">= 0"),
+        ("workers", args.workers, args.workers >= 0, ">= 0")) if not ok]
+    if bad:
+        print(f"bnlab-bench: error: {'; '.join(bad)}", file=sys.stderr)
         return 2
     common = ["logger=none", "train.progress=off", f"data.batch_size={args.batch_size}", f"optim.lr={args.lr}",
               f"init={args.init}",

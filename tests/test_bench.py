@@ -72,6 +72,9 @@ def test_bad_settings_are_one_line_exit_2(capsys):
     assert bench.main(["--quick", "--variants", "fp64"]) == 2
     assert bench.main(["--quick", "--steps", "0"]) == 2
     assert "fp64" in capsys.readouterr().err
+    assert bench.main(["--quick", "--steps", "-3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--steps=-3 must be > 0" in err and "variants" not in err
 
 
 def test_standard_dataset_gives_bnlab_normalized_pixels(compose_cfg, cifar_dir, monkeypatch):
