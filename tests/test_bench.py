@@ -64,6 +64,14 @@ def test_quick_bench_prints_speeds_ratio_and_machine(tmp_path, cifar_dir):
             _number(line, rf": {NUM}$")
         for mfu in re.findall(rf"MFU {NUM}%", line):
             assert math.isfinite(float(mfu)) and float(mfu) > 0, line
+    # the closing summary repeats the default's ratio and names the fastest variant that ran
+    summary = re.search(rf"^summary vgg11 x0\.125: bnlab default {NUM}x \((.+?)\); fastest {NUM}x \((.+)\)$", text, re.M)
+    assert summary, text
+    assert float(summary.group(1)) == _number(text, rf"^ratio paired/standard, bnlab default: {NUM}$")
+    assert summary.group(2) == "fp32 + channels_last, arms at once (train.concurrent_arms=true)"
+    ratios = {m.group(1): float(m.group(2)) for m in re.finditer(rf"^ratio paired/standard, (.+): {NUM}$", text, re.M)}
+    assert float(summary.group(3)) == max(v for k, v in ratios.items() if k != "bnlab default")
+    assert ratios[summary.group(4)] == float(summary.group(3))
     assert "failed" not in text
     assert out.read_text() == text  # --out holds exactly what was printed
 
