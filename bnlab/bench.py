@@ -50,7 +50,7 @@ instead of into one side.
 Also printed: the paired trainer's wall-time ratio with the default probe
 cadence (``configs/metrics/default.yaml`` as is) over no probes, over one full
 period of the cadence (``--probe-steps``, default the least common multiple of
-the cadences: 200 steps); model FLOP utilization (training-step FLOPs counted
+the cadences: 200 steps; alternated over ``--rounds`` like the speed runs); model FLOP utilization (training-step FLOPs counted
 with ``torch.utils.flop_counter.FlopCounterMode``, conv and matmul only,
 against a large ``torch.matmul`` timed in the same run); and, with
 ``--sweep-jobs``, how many small runs per minute one machine completes as a
@@ -709,16 +709,23 @@ def main(argv=None) -> int:
             if bf16_note:
                 emit(bf16_note)
             if probe_steps > 0 and (model, width) == models_[0]:
+                # alternated over the rounds like the speed runs: one slow spell must not land on one side
+                t_off, t_on = [], []
                 try:
-                    t_off = paired_run(base + off, probe_steps, args.warmup, device, workdir)
-                    t_on = paired_run(base, probe_steps, args.warmup, device, workdir)
+                    for _ in range(args.rounds):
+                        t_off.append(paired_run(base + off, probe_steps, args.warmup, device, workdir)["seconds"])
+                        t_on.append(paired_run(base, probe_steps, args.warmup, device, workdir)["seconds"])
                 except Exception as exc:
                     emit(f"probe cadence: failed ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]})")
                     continue
+
+                def med(ts: list[float]) -> str:
+                    return f"{statistics.median(ts):.2f} s" + (f" (rounds {min(ts):.2f}-{max(ts):.2f})" if len(ts) > 1 else "")
+
                 emit(f"probe cadence (fp32, {probe_steps} timed steps after the warm-up = "
-                     f"{probe_steps / cadence_period(cfg):.3g} period(s) of the default cadence): "
-                     f"{t_off['seconds']:.2f} s without probes, {t_on['seconds']:.2f} s with them")
-                emit(f"ratio default probe cadence / no probes: {t_on['seconds'] / t_off['seconds']:.3f}")
+                     f"{probe_steps / cadence_period(cfg):.3g} period(s) of the default cadence; medians of "
+                     f"{args.rounds} round(s)): {med(t_off)} without probes, {med(t_on)} with them")
+                emit(f"ratio default probe cadence / no probes: {statistics.median(t_on) / statistics.median(t_off):.3f}")
 
         # one line per model at the end, so a reader sees the default and the fastest variant side by side
         emit("", f"== summary: the paired trainer's speed over the standard loop's (ratio of medians over "
