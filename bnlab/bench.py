@@ -368,8 +368,9 @@ def paired_run(overrides: list[str], steps: int, warmup: int, device: torch.devi
     return res
 
 
-def bnlab_default(cfg, ds, device: torch.device, ran: dict) -> tuple[str, str] | None:
-    """(variant, description) of the variant that equals bnlab's default for this model, if it ran.
+def bnlab_default(cfg, ds, device: torch.device, ran) -> tuple[str, str] | None:
+    """(variant, description) of the variant that equals bnlab's default for this model, if it ran
+    (is in ``ran``, the names of the variants measured).
 
     The default is fp32 + channels_last with ``train.concurrent_arms=auto``; on a CPU ``auto``
     steps the arms at once for a small model only, decided by ``bnlab.arm_threads.workers``,
@@ -678,6 +679,7 @@ def main(argv=None) -> int:
             std_peak = peak_for("tf32" if torch.backends.cudnn.allow_tf32 else "fp32", device, peaks)
             emit(f"standard loop: {std_rate:.1f} images/s ({std_s:.2f} s for {len(cfg.arms)} x {steps} "
                  f"steps of {args.batch_size}{spread}){mfu(std_s, std_peak)}")
+            ratios: dict[str, float] = {}  # paired/standard of every variant printed with numbers
             for name in names:
                 label, extra, _ = VARIANTS[name]
                 missing = [o.split("=")[0] for o in extra if not has_key(cfg, o.split("=")[0])]
@@ -695,17 +697,17 @@ def main(argv=None) -> int:
                 note += f"; clock: {', '.join(sorted(clocks))}" if clocks else ""
                 emit(f"paired {label}: {rate:.1f} images/s ({secs:.2f} s{spread})"
                      f"{mfu(secs, peak_for(rs[0]['precision'], device, peaks))}{note}")
-                emit(f"ratio paired/standard, {label}: {rate / std_rate:.2f}")
-            ran = {n: r for n, r in runs.items() if r and n != "standard"}
-            default_line = bnlab_default(cfg, ds, device, ran)
-            best_default = None
+                ratios[name] = rate / std_rate
+                emit(f"ratio paired/standard, {label}: {ratios[name]:.2f}")
+            default_line = bnlab_default(cfg, ds, device, ratios)
+            default_ratio = None
             if default_line:
                 name, text = default_line
-                best_default = (summary(runs[name])[0] / std_rate, VARIANTS[name][0])
+                default_ratio = (ratios[name], VARIANTS[name][0])
                 emit(f"bnlab default for this model: {text}: the '{VARIANTS[name][0]}' line above")
-                emit(f"ratio paired/standard, bnlab default: {best_default[0]:.2f}")
-            fastest = max(((summary(r)[0] / std_rate, VARIANTS[n][0]) for n, r in ran.items()), default=None)
-            verdicts[f"{model} x{width:g}"] = (best_default, fastest)
+                emit(f"ratio paired/standard, bnlab default: {ratios[name]:.2f}")
+            fastest = max(((r, VARIANTS[n][0]) for n, r in ratios.items()), default=None)
+            verdicts[f"{model} x{width:g}"] = (default_ratio, fastest)
             if bf16_note:
                 emit(bf16_note)
             if probe_steps > 0 and (model, width) == models_[0]:
