@@ -485,9 +485,10 @@ def parse_args(argv):
         prog="bnlab-bench",
         description="Training speed: bnlab's paired trainer vs the standard torchvision CIFAR loop "
                     "(same models, data, batch and steps).")
-    ap.add_argument("--models", default="vgg11,resnet20:0.5",
-                    help="comma-separated model configs, each optionally MODEL:WIDTH (default: the narrow VGG-11 "
-                         "and ResNet-20 of the speed targets; e.g. resnet20 for full width)")
+    ap.add_argument("--models", default=None,
+                    help="comma-separated model configs, each optionally MODEL:WIDTH (default: vgg11,resnet20:0.5, "
+                         "the narrow VGG-11 and ResNet-20 of the speed targets; vgg11 with --quick; e.g. resnet20 "
+                         "for full width)")
     ap.add_argument("--width", type=float, default=None,
                     help="channel multiplier for every model (default: vgg11 0.25 as in the demo, resnet20 1.0)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps per arm (default 100 on CPU, steadier than short runs; 200 on GPU)")
@@ -521,8 +522,10 @@ def parse_args(argv):
     ap.add_argument("--out", type=Path, default=None, help="also write the printed text to this file")
     ap.add_argument("--quick", action="store_true", help="tiny settings for tests (numbers mean nothing)")
     args = ap.parse_args(argv)
+    if args.models is None:
+        args.models = "vgg11" if args.quick else "vgg11,resnet20:0.5"
     if args.quick:
-        args.models, args.batch_size, args.workers = "vgg11", 32, 1
+        args.batch_size, args.workers = 32, 1
         args.width = 0.125 if args.width is None else args.width
         args.steps = 2 if args.steps is None else args.steps
         args.warmup, args.rounds = 1, 1
@@ -530,6 +533,15 @@ def parse_args(argv):
         args.matmul_size = args.matmul_size or 256
         args.sweep_steps = min(args.sweep_steps, 4)
     return args
+
+
+def fail(exc: Exception) -> int:
+    """Bad input: one line on stderr (Hydra's multi-line messages folded as the bnlab CLI folds them), exit 2."""
+    from bnlab.cli import one_line
+    from bnlab.errors import BnlabError
+
+    print(f"bnlab-bench: error: {exc if isinstance(exc, BnlabError) else one_line(exc)}", file=sys.stderr)
+    return BnlabError.exit_code
 
 
 def main(argv=None) -> int:
@@ -584,8 +596,7 @@ def main(argv=None) -> int:
     try:
         probe_cfg = compose(["model=" + models_[0][0], *common])
     except Exception as exc:  # Hydra's errors: unknown model, bad override
-        print(f"bnlab-bench: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     # resumable checkpoints and resume would write or read mid-run: off, where this bnlab has them
     common += [o for o in ("train.checkpoint_every=null", "train.resume=never") if has_key(probe_cfg, o.split("=")[0])]
     off = probes_off(probe_cfg)
@@ -637,8 +648,7 @@ def main(argv=None) -> int:
                 cfg = compose(base)
                 ds = data.load(cfg.data, torch.device("cpu"))
             except Exception as exc:  # BnlabError (data), Hydra's errors (unknown model)
-                print(f"bnlab-bench: error: {exc}", file=sys.stderr)
-                return 2
+                return fail(exc)
             emit("", f"== {model} (width {width}), {ds.name} {ds.train_size} training images from {ds.source} ==")
             flops = None
             if peaks:

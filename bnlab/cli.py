@@ -38,7 +38,7 @@ def fail(message: str) -> None:
     sys.exit(BnlabError.exit_code)
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     """Hydra/OmegaConf messages span lines; keep the informative ones on one line."""
     from hydra.errors import MissingConfigException
 
@@ -112,7 +112,7 @@ def preflight(args: list[str]) -> None:
     except BnlabError as exc:
         fail(str(exc))
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
-        fail(_one_line(exc))
+        fail(one_line(exc))
 
 
 class SweepJobFailed(CompactHydraException):

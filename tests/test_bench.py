@@ -83,6 +83,16 @@ def test_bad_settings_are_one_line_exit_2(capsys):
     assert bench.main(["--quick", "--steps", "-3"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--steps=-3 must be > 0" in err and "variants" not in err
+    # an unknown model: Hydra's multi-line message folded into one line that names the choices
+    assert bench.main(["--quick", "--models", "nosuchnet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model=nosuchnet is not a known option; choose from" in err and "vgg11" in err
+
+
+def test_quick_keeps_the_models_it_is_given():
+    assert bench.parse_args(["--quick"]).models == "vgg11"
+    assert bench.parse_args(["--quick", "--models", "resnet20:0.5"]).models == "resnet20:0.5"
+    assert bench.parse_args([]).models == "vgg11,resnet20:0.5"
 
 
 def test_standard_dataset_gives_bnlab_normalized_pixels(compose_cfg, cifar_dir, monkeypatch):
