@@ -3,10 +3,13 @@
 PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
-DATA    ?= $(or $(BNLAB_DATA_DIR),$(wildcard ../shared/data/cifar10-mini))
+# Absolute, so that runs started from other directories (tests, sweep jobs) find the same data.
+DATA    ?= $(abspath $(or $(BNLAB_DATA_DIR),$(wildcard ../shared/data/cifar10-mini)))
+ifneq ($(DATA),)
 export BNLAB_DATA_DIR := $(DATA)
+endif
 
-.PHONY: help install demo test test-slow bench reproduce clean
+.PHONY: help install demo test test-slow lint bench reproduce clean
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -29,6 +32,9 @@ test: install  ## fast test suite (real runs on the CIFAR-10 subset, W&B offline
 
 test-slow: install  ## the slow end-to-end tests only
 	$(BIN)/pytest -q -m slow
+
+lint: install  ## ruff (rules in pyproject.toml) over bnlab/, tests/, scripts/
+	$(BIN)/ruff check bnlab tests scripts
 
 bench: install  ## benchmarks (probe cost, curvature solvers, training speed vs the standard loop); output in results/bench/
 	$(BIN)/python scripts/bench_probes.py --out results/bench/probes.txt

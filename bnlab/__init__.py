@@ -4,4 +4,6 @@ See README.md for usage and ../shared/SCIENCE.md (in the project) for the
 definitions of every quantity bnlab measures.
 """
 
+from bnlab import resolvers  # noqa: F401  (the configs' ${linear_lr:...} and ${abspath:...})
+
 __version__ = "0.1.0"

@@ -554,8 +554,11 @@ def main(argv=None) -> int:
             lines.append(line)
             print(line, flush=True)
 
+    from bnlab.paths import ENV, absolute, absolute_data_args
+
+    absolute_data_args([])  # a relative $BNLAB_DATA_DIR: from where bnlab-bench was started
     if args.data:
-        os.environ["BNLAB_DATA_DIR"] = str(Path(args.data).expanduser().resolve())
+        os.environ[ENV] = absolute(args.data)
     device = train.pick_device(args.device)
     on_gpu = device.type == "cuda"
     steps = args.steps if args.steps is not None else (200 if on_gpu else 100)

@@ -134,6 +134,9 @@ def _app(cfg: DictConfig):
     from bnlab.train import hydra_output_dir, run
 
     out_dir = hydra_output_dir()
+    if cfg.get("experiment_name") is None:  # runs can be found by experiment: config.yaml, W&B tag
+        with open_dict(cfg):
+            cfg.experiment_name = HydraConfig.get().runtime.choices.get("experiment")
     try:
         return run(cfg, out_dir)
     except BnlabError as exc:
@@ -158,6 +161,10 @@ def _remove_if_empty(run_dir: Path) -> None:
 
 
 def main() -> None:
+    from bnlab.paths import absolute_data_args
+
+    # relative data paths mean "from here": made absolute before any job runs elsewhere
+    sys.argv[1:] = absolute_data_args(sys.argv[1:])
     preflight(sys.argv[1:])
     _app()
 

@@ -15,14 +15,9 @@ from omegaconf import DictConfig, OmegaConf
 from bnlab import init, models, norms, optim, tracking
 from bnlab.errors import BnlabError
 
-# ${linear_lr:base_lr,base_batch,batch}: lr scaled linearly with the batch size (Goyal et al. 2017),
-# for sweeps over data.batch_size at equal epochs (experiment=batch_size_dependence).
-if not OmegaConf.has_resolver("linear_lr"):
-    OmegaConf.register_new_resolver("linear_lr", lambda lr, ref, batch: float(lr) * float(batch) / float(ref))
-
 # Keys that do not change what is trained, so they stay out of the pair id.
-_NOT_IN_PAIR_ID = ("arms", "logger", "train.progress", "data.root", "data.download", "train.checkpoint_every",
-                   "train.resume")
+_NOT_IN_PAIR_ID = ("arms", "logger", "experiment_name", "train.progress", "data.root", "data.download",
+                   "train.checkpoint_every", "train.resume")
 PRECISIONS = ("fp32", "tf32", "bf16")
 RESUME = ("auto", "never")
 

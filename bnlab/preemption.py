@@ -85,3 +85,36 @@ class StopSignals:
         if self.chain is not None:
             handler, signum = self.chain
             handler(signum, None)
+
+
+class DeferredSignals:
+    """Context manager: SIGTERM and SIGINT wait until the block is done (``caught`` names them).
+
+    For work that must not be cut in half, such as W&B finishing its runs: wandb
+    writes an offline run's transaction log at finish, so a signal there would
+    leave empty ``.wandb`` files behind a run whose records say "completed". The
+    block is bounded on its own (``logger.finish_timeout``). A second Ctrl-C still
+    stops at once.
+    """
+
+    def __init__(self):
+        self.caught: list[str] = []
+        self._old: dict[int, object] = {}
+
+    def __enter__(self) -> DeferredSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.getsignal(sig)
+                signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if signum == signal.SIGINT and name in self.caught:
+            raise KeyboardInterrupt
+        self.caught.append(name)
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()

@@ -52,12 +52,64 @@ log = logging.getLogger(__name__)
 MODES = ("auto", "online", "offline", "disabled")
 
 
+# logger.<key> -> the W&B environment variable that fills it when the config leaves it null
+ENV_SETTINGS = {"project": "WANDB_PROJECT", "entity": "WANDB_ENTITY", "group": "WANDB_RUN_GROUP",
+                "tags": "WANDB_TAGS", "notes": "WANDB_NOTES", "dir": "WANDB_DIR"}
+# summary.json's per-arm values that each arm's W&B summary carries (what a W&B user looks at first)
+SUMMARY_KEYS = ("best_test_acc", "final_test_acc", "final_test_loss", "final_train_loss", "final_train_acc",
+                "steps_to_target", "diverged", "diverged_step", "steps_trained", "train_time_s", "trainable_params")
+
+
+def run_settings(cfg, pair_id: str, run_dir: Path, experiment: str | None = None) -> dict:
+    """project, entity, group, tags, notes and dir of the W&B runs.
+
+    Precedence, per key: an explicit ``logger.<key>`` in the config, else the
+    W&B environment variable (``WANDB_PROJECT``, ``WANDB_ENTITY``,
+    ``WANDB_RUN_GROUP``, ``WANDB_TAGS`` comma-separated, ``WANDB_NOTES``,
+    ``WANDB_DIR``), else bnlab's default (project ``bnlab``, group the pair id,
+    dir the run directory). The experiment name is always one more tag, so runs
+    can be filtered by experiment.
+    """
+    out = {}
+    for key, env in ENV_SETTINGS.items():
+        value = cfg.get(key)
+        if value is None and os.environ.get(env):
+            value = os.environ[env]
+            if key == "tags":
+                value = [t.strip() for t in value.split(",") if t.strip()]
+        out[key] = value
+    defaults = {"project": "bnlab", "group": pair_id, "dir": str(run_dir), "tags": []}
+    out = {k: (defaults.get(k) if v is None else v) for k, v in out.items()}
+    out["tags"] = list(out["tags"])
+    if experiment and experiment not in out["tags"]:
+        out["tags"].append(str(experiment))
+    return out
+
+
+def define_metrics(run) -> None:
+    """The training step (key ``step``, logged in every row) as every metric's x-axis; test accuracy's
+    summary is its maximum (the best test accuracy), the others keep their last value."""
+    run.define_metric("step")
+    run.define_metric("*", step_metric="step")
+    for key in ("test/acc", "test/acc_batch_stats"):
+        run.define_metric(key, step_metric="step", summary="max")
+
+
 class NullTracker:
     """Used for ``logger=none``: every call is a no-op."""
 
     runs: dict = {}
 
     def log(self, arm: str, step: int, data: dict) -> None:
+        pass
+
+    def summarize(self, summary: dict) -> None:
+        pass
+
+    def log_figures(self, step: int, paths: list[Path]) -> None:
+        pass
+
+    def log_checkpoints(self, paths: dict[str, Path]) -> None:
         pass
 
     def finish(self, exit_code: int = 0) -> None:
@@ -223,14 +275,20 @@ class WandbTracker:
         self.run_dir = Path(run_dir)
         self.runs, self.modes, self.fallback, self.resumed, self.floor = {}, {}, {}, {}, {}
         self.finish_timeout = float(cfg.get("finish_timeout") or 0)
+        self.pair_id = pair_id
+        self.settings = run_settings(cfg, pair_id, self.run_dir, config.get("experiment_name"))
+        self.wandb_dir = Path(self.settings["dir"]).absolute() / "wandb"  # where wandb puts the run folders
         resume_ids = {a: i for a, i in (resume_ids or {}).items() if i}
-        (self.run_dir / "wandb").mkdir(parents=True, exist_ok=True)
+        self.wandb_dir.mkdir(parents=True, exist_ok=True)
         settings = wandb.Settings(
             console="off",  # the run records and the rich console already hold the output
             silent=True,
             init_timeout=float(cfg.init_timeout),
             finish_timeout=self.finish_timeout,
             finish_timeout_raises=True,  # so ``finish`` can say so in one line of its own
+            # W&B has no public setting for this: its own docs ("How can I disable logging of system
+            # metrics to W&B?") name x_disable_stats. Off by default: a sampling thread per arm run
+            # costs CPU beside training on small machines and is not part of the science.
             x_disable_stats=not cfg.system_stats,
         )
         failed = None  # why online is out, once it is: the remaining arms go offline at once
@@ -245,21 +303,22 @@ class WandbTracker:
         # A run resumed online would put this segment's steps first, and W&B would renumber the older
         # offline segments' steps behind them when they are synced: such runs go on offline instead.
         stay_offline = [a for a in arms if a in resume_ids and not failed and self.mode == "online"
-                        and unsynced_segments(self.run_dir / "wandb", resume_ids[a])]
+                        and unsynced_segments(self.wandb_dir, resume_ids[a])]
         if stay_offline:
             warn(f"W&B: resumed runs of {', '.join(stay_offline)} have offline segments not yet synced, so "
-                 f"they go on offline; upload all in order with `wandb sync {self.run_dir / 'wandb'}/offline-run-*`")
+                 f"they go on offline; upload all in order with `wandb sync {self.wandb_dir}/offline-run-*`")
         for arm in arms:
             run_id = resume_ids.get(arm) or _new_id()
             kwargs = dict(
-                project=cfg.project,
-                entity=cfg.get("entity"),
-                group=pair_id,
+                project=self.settings["project"],
+                entity=self.settings["entity"],
+                group=self.settings["group"],
                 job_type=arm,
                 name=f"{pair_id}-{arm}",
-                tags=list(cfg.get("tags") or []),
+                tags=self.settings["tags"],
+                notes=self.settings["notes"],
                 config={**config, "arm": arm},
-                dir=str(self.run_dir),
+                dir=str(self.wandb_dir.parent),
                 resume="allow" if arm in resume_ids else None,
                 reinit="create_new",  # one process holds a run per arm at once
                 settings=settings,
@@ -280,6 +339,7 @@ class WandbTracker:
                 run = wandb.init(mode=mode, id=_new_id(), **kwargs)
                 if arm in resume_ids:
                     note = f"; run {run_id} goes on offline as a new run {run.id}"
+            define_metrics(run)
             self.runs[arm], self.modes[arm] = run, mode
             if failed and mode == "offline":
                 self.fallback[arm] = f"online unavailable: {failed}{note}"
@@ -291,14 +351,14 @@ class WandbTracker:
         warn(
             f"W&B: cannot log online to {_server(wandb)} ({why}; logger.init_timeout="
             f"{float(cfg.init_timeout):g}s); continuing offline, upload later with "
-            f"`wandb sync {self.run_dir / 'wandb'}/offline-run-*`"
+            f"`wandb sync {self.wandb_dir}/offline-run-*`"
         )
 
     def _first_new_step(self, run, mode: str) -> int:
         """Steps below this were logged by an earlier segment of the run: not logged again."""
         if mode == "online":
             return int(run.starting_step) if run.resumed else 0
-        last = last_logged_step(self.run_dir / "wandb", run.id, skip=Path(run.dir).parent)
+        last = last_logged_step(self.wandb_dir, run.id, skip=Path(run.dir).parent)
         first = 0 if last is None else last + 1
         if first:
             log.info("W&B: run %s resumes offline after step %d, which an earlier segment logged", run.id, last)
@@ -313,24 +373,60 @@ class WandbTracker:
         # tensors are raw activation samples: W&B histograms (they are not in the run records)
         data = {k: wandb.Histogram(v.float().cpu().numpy()) if isinstance(v, torch.Tensor) else v
                 for k, v in data.items()}
-        self.runs[arm].log(data, step=step)
+        self.runs[arm].log({"step": step, **data}, step=step)
+
+    def summarize(self, summary: dict) -> None:
+        """Each arm's W&B summary gets what summary.json holds for it (SUMMARY_KEYS) and the run's scale."""
+        shared = {k: summary[k] for k in ("pair_id", "steps", "lr", "batch_size", "seed", "model", "width")
+                  if k in summary}
+        for arm, run in self.runs.items():
+            values = summary["arms"].get(arm, {})
+            run.summary.update({**shared, **{k: values[k] for k in SUMMARY_KEYS if k in values}})
+
+    def log_figures(self, step: int, paths: list[Path]) -> None:
+        """The run's figures (PNG) as ``wandb.Image`` in every arm's run, at the last logged step."""
+        import wandb
+
+        images = {f"figures/{p.stem}": p for p in paths if p.suffix == ".png"}
+        for arm, run in self.runs.items():
+            if images and step >= self.floor.get(arm, 0):
+                run.log({"step": step, **{k: wandb.Image(str(p), caption=p.stem) for k, p in images.items()}},
+                        step=step)
+
+    def log_checkpoints(self, paths: dict[str, Path]) -> None:
+        """Each arm's final weights as a W&B Artifact of type ``model`` (``logger.log_checkpoints``)."""
+        import wandb
+
+        for arm, run in self.runs.items():
+            if arm in paths:
+                art = wandb.Artifact(f"{self.pair_id}-{arm}", type="model",
+                                     metadata={"arm": arm, "pair_id": self.pair_id})
+                art.add_file(str(paths[arm]), name=f"{arm}.pt")
+                run.log_artifact(art)
 
     def finish(self, exit_code: int = 0) -> None:
+        """Finish every arm's run; a stop signal meanwhile waits until they are whole (one line)."""
+        from bnlab.preemption import DeferredSignals
+
         timed_out = []
-        for arm, run in self.runs.items():
-            try:
-                run.finish(exit_code=exit_code)
-            except TimeoutError:
-                timed_out.append(arm)
-            except Exception as exc:  # noqa: BLE001 - W&B must not fail a run whose records are written
-                warn(f"W&B: finishing the {arm} run failed ({_one_line(exc)}); the run records are complete")
+        with DeferredSignals() as signals:
+            for arm, run in self.runs.items():
+                try:
+                    run.finish(exit_code=exit_code)
+                except TimeoutError:
+                    timed_out.append(arm)
+                except Exception as exc:  # noqa: BLE001 - W&B must not fail a run whose records are written
+                    warn(f"W&B: finishing the {arm} run failed ({_one_line(exc)}); the run records are complete")
+        if signals.caught:
+            warn(f"{' and '.join(dict.fromkeys(signals.caught))} during the W&B finish: the W&B runs were "
+                 f"finished first, so they are whole")
         if timed_out:
             import wandb
 
             warn(
                 f"W&B server {_server(wandb)}: uploads of {', '.join(timed_out)} not done after "
                 f"logger.finish_timeout={self.finish_timeout:g}s; the data is on disk: "
-                f"`wandb sync {self.run_dir / 'wandb'}/run-*`"
+                f"`wandb sync {self.wandb_dir}/run-*`"
             )
 
     def describe(self) -> dict:
@@ -341,6 +437,26 @@ class WandbTracker:
             if arm in self.fallback:
                 out[arm]["fallback"] = self.fallback[arm]
         return out
+
+
+def publish(tracker, cfg, run_dir: Path, summary: dict) -> None:
+    """End of a completed run: summary values, figures (``logger.log_figures``) and final weights
+    (``logger.log_checkpoints``) to W&B. The records are written first; this only mirrors them."""
+    if not tracker.runs:
+        return
+    tracker.summarize(summary)
+    if cfg.get("log_figures"):
+        from bnlab import plots
+
+        paths, _ = plots.run_figures(run_dir)  # the same figures bnlab-plot draws, into RUN_DIR/figures
+        tracker.log_figures(max(a["steps_trained"] for a in summary["arms"].values()), paths)
+    if cfg.get("log_checkpoints"):
+        ckpts = {arm: Path(run_dir) / "checkpoints" / f"{arm}.pt" for arm in summary["arms"]}
+        missing = [arm for arm, p in ckpts.items() if not p.is_file()]
+        if missing:
+            warn(f"logger.log_checkpoints=true but no final weights of {', '.join(missing)} "
+                 f"(train.save_checkpoint=false?); no artifact for them")
+        tracker.log_checkpoints({arm: p for arm, p in ckpts.items() if p.is_file()})
 
 
 def make(cfg, run_dir: Path, pair_id: str, config: dict, arms: list[str],

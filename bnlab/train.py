@@ -530,6 +530,7 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
         summary["resumed_at_steps"] = resumes
         record.write_summary(summary)
         checkpoint.path(out_dir).unlink(missing_ok=True)  # the run is complete; the final weights stay
+        tracking.publish(tracker, cfg.logger, out_dir, summary)
         exit_code = 0
     finally:
         tracker.finish(exit_code)

@@ -12,14 +12,19 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_module
 
+from bnlab.paths import absolute_data_args
+
 REPO = Path(__file__).resolve().parents[1]
+# `pytest` started by hand with a relative BNLAB_DATA_DIR: relative to where it was started, as the
+# CLI reads it, before any test runs bnlab from another directory.
+absolute_data_args([])
 BNLAB = Path(sys.executable).with_name("bnlab")  # the console script of this environment
 
 
 def _find_cifar_mini() -> Path | None:
     for cand in (os.environ.get("BNLAB_DATA_DIR"), REPO.parent / "shared/data/cifar10-mini"):
         if cand and (Path(cand) / "cifar-10-batches-py").is_dir():
-            return Path(cand)
+            return Path(cand).resolve()
     return None
 
 

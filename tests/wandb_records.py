@@ -1,66 +1,52 @@
-"""Read W&B offline run files (``run-<id>.wandb``) back, for tests.
+"""Read W&B offline runs back with wandb's own reader, ``wandb leet inspect`` (wandb >= 0.31).
 
-wandb >= 0.19 writes these from its Go core and no longer ships a Python
-reader. The file is a LevelDB-style log (github.com/google/leveldb
-doc/log_format.md): a 7-byte header (":W&B", magic, version), then 32 KiB
-blocks of chunks ``crc32:u32 | length:u16 | type:u8 | data``, types FULL=1,
-FIRST=2, MIDDLE=3, LAST=4. Each reassembled record is a serialized
-``wandb.proto.wandb_internal_pb2.Record``, decoded with wandb's own protobuf.
+``--json`` prints the run's transaction log one record a line; ``--summary
+--json`` prints the run's state, summary, config and tags as one object. Both
+are what a W&B user sees of an offline run before ``wandb sync``.
 """
 
 from __future__ import annotations
 
 import json
-import struct
+import subprocess
+import sys
 from pathlib import Path
 
-from wandb.proto import wandb_internal_pb2
-
-BLOCK, HEADER = 32768, 7
+WANDB = Path(sys.executable).with_name("wandb")  # the CLI of this environment
 
 
-def records(path: Path) -> list:
-    raw = Path(path).read_bytes()
-    assert raw[:4] == b":W&B", f"{path} is not a W&B transaction log"
-    out, buf, pos = [], b"", HEADER
-    while pos + HEADER <= len(raw):
-        left = BLOCK - pos % BLOCK
-        if left < HEADER:  # block trailer padding
-            pos += left
-            continue
-        _crc, length, kind = struct.unpack("<IHB", raw[pos : pos + HEADER])
-        if length == 0 and kind == 0:
-            pos += left
-            continue
-        data = raw[pos + HEADER : pos + HEADER + length]
-        pos += HEADER + length
-        buf = data if kind in (1, 2) else buf + data
-        if kind in (1, 4):
-            rec = wandb_internal_pb2.Record()
-            rec.ParseFromString(buf)
-            out.append(rec)
-            buf = b""
-    return out
+def _leet(*args: str) -> str:
+    res = subprocess.run([str(WANDB), "leet", "inspect", *args], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, f"wandb leet inspect {' '.join(args)} failed: {res.stderr[-2000:]}"
+    return res.stdout
 
 
-def _key(item) -> str:
-    return item.key or "/".join(item.nested_key)
+def records(run_dir: Path) -> list[dict]:
+    """Every record of the run's ``.wandb`` log, as wandb decodes it."""
+    return [json.loads(line) for line in _leet("--json", str(run_dir)).splitlines() if line.strip()]
+
+
+def summary(run_dir: Path) -> dict:
+    """``wandb leet inspect --summary --json``: state, summary, config, tags, project of the run."""
+    return json.loads(_leet("--summary", "--json", str(run_dir)))
 
 
 def read_run(run_dir: Path) -> dict:
-    """The run's config, group/job_type, and history rows (step -> {key: value})."""
-    (wfile,) = Path(run_dir).glob("run-*.wandb")
+    """The run's id, group/job_type, config and history rows (step -> {key: value})."""
     info, config, history = {}, {}, {}
-    for rec in records(wfile):
-        kind = rec.WhichOneof("record_type")
+    for rec in records(run_dir):
+        kind = rec["type"]
         if kind == "run":
-            info = {"id": rec.run.run_id, "group": rec.run.run_group, "job_type": rec.run.job_type}
-            config.update({_key(i): json.loads(i.value_json) for i in rec.run.config.update})
+            r = rec["run"]
+            info = {"id": r["run_id"], "group": r.get("run_group", ""), "job_type": r.get("job_type", ""),
+                    "project": r.get("project", "")}
+            config.update(r.get("config", {}).get("update", {}))
         elif kind == "config":
-            config.update({_key(i): json.loads(i.value_json) for i in rec.config.update})
+            config.update(rec["config"].get("update", {}))
         elif kind == "history":
-            row = {_key(i): json.loads(i.value_json) for i in rec.history.item}
+            row = rec["history"]["item"]
             history.setdefault(int(row["_step"]), {}).update(row)
+    config.pop("_wandb", None)
     return {**info, "config": config, "history": history}
 
 
