@@ -30,7 +30,7 @@ from omegaconf import OmegaConf
 from bnlab import data, models, posthoc
 from bnlab.errors import BnlabError
 from bnlab.metrics import curvature, surface
-from bnlab.results import read_config, read_summary
+from bnlab.results import DamagedRecord, read_config, read_summary
 
 SCHEMA = 1
 # bnlab-analyze writes into the run it analyzes; there is no --out
@@ -88,10 +88,13 @@ def analyze(run_dir: Path, args) -> Path:
     cfg_path = run_dir / "config.yaml"
     if not (cfg_path.exists() and (run_dir / "summary.json").exists()):
         raise BnlabError(f"{run_dir} holds no finished run record (config.yaml, summary.json); pass a run directory")
-    cfg = OmegaConf.create(read_config(run_dir))
+    try:
+        cfg = OmegaConf.create(read_config(run_dir))
+        summary = read_summary(run_dir)
+    except DamagedRecord as exc:
+        raise BnlabError(f"{run_dir}: {exc}; repair the file or rerun that run") from None
     if args.data_root:
         cfg.data.root = args.data_root
-    summary = read_summary(run_dir)
     out = run_dir / "analysis" / "analysis.json"
     posthoc.check_writable(out.parent, WRITE_FIX)  # before minutes of compute, not after
     device = torch.device("cpu") if args.device == "cpu" or not torch.cuda.is_available() else torch.device("cuda")

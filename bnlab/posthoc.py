@@ -16,6 +16,7 @@ into), not ``hydra.run.dir``, which only ``bnlab`` takes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -105,7 +106,8 @@ def write_atomic(path: Path, write: Callable[[Path], object], fix: str) -> Path:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException as exc:  # also a Ctrl-C between the write and the rename: no temp stays
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # on a read-only mount even the unlink of nothing fails
+            tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError) and (exc.errno in DISK_ERRORS or isinstance(exc, (NotADirectoryError,
                                                                                      FileExistsError))):
             raise output_error(path, exc, fix) from None
@@ -131,4 +133,12 @@ def check_writable(directory: Path, fix: str) -> None:
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise BnlabError(f"{directory} is a file, not a directory; {fix}")
-    write_text(directory / ".bnlab-write-probe", "", fix).unlink()
+    probe = temp_path(directory / "bnlab-write-probe")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)
+        raise BnlabError(f"cannot write into {directory}: {exc.strerror or exc}; {fix}") from None

@@ -228,12 +228,13 @@ def _fits(value, kind) -> bool:
 
 def _check_fields(run_dir: Path, node, fields: dict, where: str) -> None:
     for key, kind in fields.items():
+        name = f"{where}{key}"
         if key not in node:
-            raise DamagedRecord(run_dir, f"summary.json has no {where}{key!r}")
+            raise DamagedRecord(run_dir, f"summary.json has no {name!r}")
         if not _fits(node[key], kind):
             want = kind if isinstance(kind, str) else {dict: "an object", str: "a string", int: "an integer",
                                                        bool: "a boolean"}[kind]
-            raise DamagedRecord(run_dir, f"summary.json {where}{key!r} is {_type_name(node[key])}, not {want}")
+            raise DamagedRecord(run_dir, f"summary.json {name!r} is {_type_name(node[key])}, not {want}")
 
 
 def check_summary(run_dir: Path, summary) -> dict:
@@ -246,7 +247,7 @@ def check_summary(run_dir: Path, summary) -> dict:
         raise DamagedRecord(run_dir, "summary.json has no arms")
     for arm, node in summary["arms"].items():
         if not isinstance(node, dict):
-            raise DamagedRecord(run_dir, f"summary.json arms.{arm} is {_type_name(node)}, not an object")
+            raise DamagedRecord(run_dir, f"summary.json 'arms.{arm}' is {_type_name(node)}, not an object")
         _check_fields(run_dir, node, ARM_FIELDS, f"arms.{arm}.")
     return summary
 
@@ -273,7 +274,7 @@ def read_summary(run_dir: Path) -> dict:
 def find_runs(root: Path) -> list[Path]:
     """Every run directory (one holding summary.json) at or below root, sorted."""
     root = Path(root)
-    return sorted(p.parent for p in root.rglob("summary.json"))
+    return sorted(p.parent for p in root.rglob("summary.json") if p.is_file())
 
 
 class Run:
