@@ -338,7 +338,8 @@ def read_config(run_dir: Path) -> dict:
     if not path.exists():
         return {}
     try:
-        config = yaml.safe_load(_read_bytes(path).decode("utf-8"))
+        # libyaml's loader when present: 7x faster, which a report over 1,000 runs feels
+        config = yaml.load(_read_bytes(path).decode("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except UnicodeDecodeError as exc:
         raise DamagedRecord(run_dir, f"config.yaml is not UTF-8 (byte at offset {exc.start})") from None
     except yaml.YAMLError as exc:
