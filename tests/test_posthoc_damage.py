@@ -31,7 +31,7 @@ BIN = Path(sys.executable).parent
 def tool(name: str, *args, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the installed console script ``name`` (e.g. ``bnlab-plot``) in a subprocess."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    return subprocess.run([str(BIN / name), *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd,
+    return subprocess.run([str(BIN / name), *map(str, args)], check=False, capture_output=True, text=True, env=env, cwd=cwd,
                           timeout=300)
 
 
@@ -213,7 +213,7 @@ def test_a_damaged_analysis_json_skips_its_figures_only(sweep_run, tmp_path):
 
 def mount_tmpfs(mnt: Path, size: str) -> None:
     mnt.mkdir(parents=True)
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True,
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], check=False, capture_output=True,
                          text=True)
     if res.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({res.stderr.strip() or res.returncode})")
@@ -231,7 +231,7 @@ def mounts():
 
     yield mount
     for path in reversed(done):
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+        subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
 
 
 @pytest.fixture
@@ -249,7 +249,8 @@ def lockable(tmp_path, mounts):
     folder = mounts(tmp_path / "ro", "4m")
 
     def lock():
-        res = subprocess.run(["mount", "-o", "remount,ro", str(folder)], capture_output=True, text=True)
+        res = subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=False, capture_output=True,
+                             text=True)
         assert res.returncode == 0, res.stderr
 
     yield folder, lock
