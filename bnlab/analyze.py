@@ -27,12 +27,14 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from bnlab import data, models
+from bnlab import data, models, posthoc
 from bnlab.errors import BnlabError
 from bnlab.metrics import curvature, surface
-from bnlab.results import atomic_write_text, read_summary
+from bnlab.results import DamagedRecord, read_config, read_summary
 
 SCHEMA = 1
+# bnlab-analyze writes into the run it analyzes; there is no --out
+WRITE_FIX = "free space, or copy the run directory to a writable place and analyze the copy"
 
 
 def load_arm(run_dir: Path, cfg, arm: str, num_classes: int, device) -> torch.nn.Module:
@@ -86,10 +88,15 @@ def analyze(run_dir: Path, args) -> Path:
     cfg_path = run_dir / "config.yaml"
     if not (cfg_path.exists() and (run_dir / "summary.json").exists()):
         raise BnlabError(f"{run_dir} holds no finished run record (config.yaml, summary.json); pass a run directory")
-    cfg = OmegaConf.load(cfg_path)
+    try:
+        cfg = OmegaConf.create(read_config(run_dir))
+        summary = read_summary(run_dir)
+    except DamagedRecord as exc:
+        raise BnlabError(f"{run_dir}: {exc}; repair the file or rerun that run") from None
     if args.data_root:
         cfg.data.root = args.data_root
-    summary = read_summary(run_dir)
+    out = run_dir / "analysis" / "analysis.json"
+    posthoc.check_writable(out.parent, WRITE_FIX)  # before minutes of compute, not after
     device = torch.device("cpu") if args.device == "cpu" or not torch.cuda.is_available() else torch.device("cuda")
     ds = data.load(cfg.data, device)
     batch_size = args.batch_size or int(cfg.data.batch_size)
@@ -110,10 +117,7 @@ def analyze(run_dir: Path, args) -> Path:
         top = result["arms"][arm]["curvature"]
         print(f"{arm}: top eigenvalue {top['batch']['top_eigenvalues'][0]:.4g} (batch statistics), "
               f"{top['running']['top_eigenvalues'][0]:.4g} (running statistics)")
-    out = run_dir / "analysis" / "analysis.json"
-    out.parent.mkdir(exist_ok=True)
-    atomic_write_text(out, json.dumps(result) + "\n")
-    return out
+    return posthoc.write_text(out, json.dumps(result) + "\n", WRITE_FIX)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from collections import defaultdict
@@ -21,8 +22,10 @@ from pathlib import Path
 
 import yaml
 
+from bnlab import posthoc
 from bnlab.analysis import landscape_medians
-from bnlab.results import Run, atomic_write_text, load_runs
+from bnlab.errors import BnlabError
+from bnlab.results import Run, load_runs
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "SUPPORTED", "NOT SUPPORTED", "INCONCLUSIVE"
 CLAIMS = []
@@ -292,15 +295,58 @@ def bn_only(runs, cfg):
 # ----------------------------------------------------------------- driver ----
 
 
+# thresholds that are counts, and those that are fractions of runs; every other one is any finite number
+COUNT_KEYS = ("min_probes",)
+FRACTION_KEYS = ("min_pair_fraction",)
+
+
+def _default_config() -> dict:
+    return yaml.safe_load((resources.files("bnlab.configs") / "claims/default.yaml").read_text())
+
+
 def load_config(path: Path | None = None) -> dict:
-    text = Path(path).read_text() if path else (resources.files("bnlab.configs") / "claims/default.yaml").read_text()
-    return yaml.safe_load(text)
+    """The thresholds: the defaults, overridden by the keys of the YAML file ``path``.
+
+    BnlabError (one line) for a file that is not YAML or not a mapping, an unknown key, or a
+    threshold that is not a finite number (a count must be a positive integer, a fraction in [0, 1]).
+    """
+    cfg = _default_config()
+    if path is None:
+        return cfg
+    where = f"--config {path}"
+    try:
+        given = yaml.safe_load(Path(path).read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        what = f"line {mark.line + 1}: {getattr(exc, 'problem', '')}" if mark else exc.__class__.__name__
+        raise BnlabError(f"{where} is not a readable YAML file ({what}); fix it or pass another file") from None
+    if not isinstance(given, dict):
+        raise BnlabError(f"{where} must be a mapping of thresholds (e.g. 'min_probes: 5'), not "
+                         f"{type(given).__name__}; see configs/claims/default.yaml")
+    for key, value in given.items():
+        if key not in cfg:
+            raise BnlabError(f"{where}: unknown threshold {key!r}; known: {', '.join(cfg)}")
+        cfg[key] = _threshold(where, key, value)
+    return cfg
 
 
-def evaluate(root: Path, cfg: dict | None = None) -> list[dict]:
-    """Every claim's verdict for the runs at or below ``root``."""
+def _threshold(where: str, key: str, value) -> float | int:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and key in COUNT_KEYS:
+        ok = isinstance(value, int) and value >= 1
+    if ok and key in FRACTION_KEYS:
+        ok = 0 <= value <= 1
+    if not ok:
+        want = ("a positive integer" if key in COUNT_KEYS else "a number in [0, 1]" if key in FRACTION_KEYS
+                else "a finite number")
+        raise BnlabError(f"{where}: {key}={value!r} must be {want}; see configs/claims/default.yaml")
+    return value
+
+
+def evaluate(root: Path, cfg: dict | None = None, runs: list[Run] | None = None) -> list[dict]:
+    """Every claim's verdict for ``runs`` (default: the runs at or below ``root``)."""
     cfg = cfg or load_config()
-    runs = load_runs(root)
+    runs = load_runs(root) if runs is None else runs
     return [{"id": cid, "claim": text, "paper": paper, **fn(runs, cfg)} for cid, text, paper, fn in CLAIMS]
 
 
@@ -333,21 +379,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", type=Path, help="claim thresholds (default: configs/claims/default.yaml)")
     ap.add_argument("--out", type=Path, help="where claims.json and claims.md go (default: PATH)")
     args = ap.parse_args(argv)
-    if not args.path.is_dir() or not load_runs(args.path):
-        print(f"bnlab-claims: error: {args.path} holds no run records (summary.json); "
-              f"pass a bnlab run or multirun directory", file=sys.stderr)
-        return 2
+    return posthoc.main("bnlab-claims", lambda: run_cli(args))
+
+
+def run_cli(args) -> None:
+    """Check the config and the output folder, then read the runs, judge, print and write."""
     if args.config and not args.config.is_file():
-        print(f"bnlab-claims: error: --config {args.config} does not exist", file=sys.stderr)
-        return 2
-    results = evaluate(args.path, load_config(args.config))
-    print_table(results)
+        raise BnlabError(f"--config {args.config} does not exist; pass a YAML file of thresholds")
+    cfg = load_config(args.config)
     out = args.out or args.path
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "claims.json", json.dumps(results, indent=2) + "\n")
-    atomic_write_text(out / "claims.md", to_markdown(results))
-    print(f"{out / 'claims.json'}\n{out / 'claims.md'}")
-    return 0
+    fix = "free space, or pass --out DIR to write claims.json and claims.md elsewhere"
+    if out.exists() and not out.is_dir():
+        raise BnlabError(f"--out {out} is a file; bnlab-claims writes claims.json and claims.md into a "
+                         f"directory: pass a directory")
+    runs = posthoc.usable_runs(args.path, "bnlab-claims")
+    posthoc.check_writable(out, fix)
+    results = evaluate(args.path, cfg, runs)
+    print_table(results)
+    for name, text in (("claims.json", json.dumps(results, indent=2) + "\n"), ("claims.md", to_markdown(results))):
+        print(posthoc.write_text(out / name, text, fix))
 
 
 if __name__ == "__main__":

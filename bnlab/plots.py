@@ -46,7 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bnlab.results import Run, find_runs, flatten, load_runs
+from bnlab import posthoc
+from bnlab.results import Run, flatten, load_runs
 
 # Okabe & Ito (2008) colorblind-safe palette, one color per arm.
 ARM_COLORS = {"bn": "#0072B2", "none": "#D55E00"}
@@ -213,15 +214,21 @@ def _panel_letter(i: int) -> str:
     return chr(ord("a") + i) if i < 26 else str(i + 1)
 
 
+# bnlab-plot has no --out: figures go beside the records they are drawn from
+WRITE_FIX = ("free space, or copy the records to a writable folder and plot them there "
+             "(bnlab-plot writes into each run's and sweep's figures/)")
+
+
 def save(fig, out_dir: Path, name: str) -> list[Path]:
+    """The figure as ``out_dir/name.png`` and ``.pdf``, each written whole or not at all."""
     plt = _plt()
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
     try:
         for ax in fig.axes:
             _log_ticks(ax)
-        fig.savefig(paths[0], dpi=150)
-        fig.savefig(paths[1], metadata={"CreationDate": None})  # same data, same bytes: clean diffs
+        posthoc.save_figure(fig, paths[0], WRITE_FIX, dpi=150)
+        # same data, same bytes: clean diffs
+        posthoc.save_figure(fig, paths[1], WRITE_FIX, metadata={"CreationDate": None})
     finally:
         plt.close(fig)
     return paths
@@ -636,12 +643,22 @@ def plot_ics(run) -> list[Path]:
 
 
 def read_analysis(run) -> dict | None:
+    """``analysis/analysis.json`` of a run, None without one; a ValueError if it is not a JSON object."""
     path = _as_run(run).dir / "analysis" / "analysis.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    a = json.loads(path.read_bytes().decode("utf-8"))
+    if not isinstance(a, dict) or not isinstance(a.get("arms"), dict):
+        raise ValueError("not an analysis object")
+    return a
 
 
 def _analysis_or_skip(run: Run) -> dict:
-    a = read_analysis(run)
+    try:
+        a = read_analysis(run)
+    except (OSError, ValueError) as exc:  # a damaged analysis is one skipped figure, not a crash
+        raise Skip(f"analysis/analysis.json is damaged ({exc.__class__.__name__}); rerun bnlab-analyze RUN_DIR") \
+            from None
     if a is None:
         raise Skip("no analysis/analysis.json (run bnlab-analyze RUN_DIR)")
     return a
@@ -1205,15 +1222,18 @@ def sweep_groups(path: Path, runs: list[Run]) -> dict[Path, list[Run]]:
     return {d: rs for d, rs in groups.items() if len(rs) >= 2 or d.resolve() == path.resolve()}
 
 
-def make_figures(path: Path) -> tuple[list[Path], list[str]]:
+def make_figures(path: Path, runs: list[Run] | None = None) -> tuple[list[Path], list[str]]:
     """Every figure for a run dir, or for a sweep dir (the sweep figures, then every run's figures).
 
     A folder of several experiments (e.g. ``results/``) gets the sweep figures of each sweep in it
     (see ``sweep_groups``), then every run's figures.
+    ``runs``: the runs under ``path`` already read (default: read them, damage raising DamagedRecord).
     Returns (PNG/PDF paths written, one-line notes for figures skipped because their data is absent).
     """
     path = Path(path)
-    runs = _job_order(load_runs(path)) if path.is_dir() else []
+    if runs is None:
+        runs = load_runs(path) if path.is_dir() else []
+    runs = _job_order(runs)
     if not runs:
         return [], [f"skipped all figures: {path} holds no run records (summary.json)"]
     paths, notes = [], []
@@ -1234,17 +1254,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("path", type=Path, help="a run directory or a multirun directory")
     args = parser.parse_args(argv)
-    runs = find_runs(args.path) if args.path.is_dir() else []
-    if not runs:
-        print(f"bnlab-plot: error: {args.path} holds no run records (summary.json); "
-              f"pass a bnlab run or multirun directory", file=sys.stderr)
-        return 2
-    paths, notes = make_figures(args.path)
-    for p in paths:
-        print(p)
-    for n in notes:
-        print(n)
-    return 0
+
+    def body():
+        paths, notes = make_figures(args.path, posthoc.usable_runs(args.path, "bnlab-plot"))
+        for p in paths:
+            print(p)
+        for n in notes:
+            print(n)
+
+    return posthoc.main("bnlab-plot", body)
 
 
 if __name__ == "__main__":

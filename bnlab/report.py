@@ -38,8 +38,9 @@ import math
 import sys
 from pathlib import Path
 
-from bnlab import __version__, claims
-from bnlab.results import Run, atomic_write_text, flatten, load_runs
+from bnlab import __version__, claims, posthoc
+from bnlab.errors import BnlabError
+from bnlab.results import Run, flatten, load_runs
 
 MISSING = object()
 DASH = "\u2014"
@@ -118,16 +119,17 @@ def run_label(run: Run, root: Path, differ: list[str]) -> str:
     return name + (f" ({', '.join(parts)})" if parts else "")
 
 
-def _group_differ(run: Run, runs: list[Run]) -> list[str]:
-    """The keys that vary among the runs sharing ``run``'s multirun dir: what names it in its sweep.
+def group_differs(runs: list[Run]) -> dict[Path, list[str]]:
+    """{multirun dir: the keys that vary among its runs}: what names a run within its sweep.
 
     A folder of several experiments (results/) differs in dozens of keys across experiments; the
-    path already names the experiment, the swept keys name the run within it.
+    path already names the experiment, the swept keys name the run within it. A dir of one run
+    names it by path alone. One diff per dir, so labelling N runs costs O(N), not O(N^2).
     """
-    group = [r for r in runs if r.dir.parent == run.dir.parent]
-    if len(group) < 2:
-        return []
-    return config_diff([flatten(r.config) for r in group])[0]
+    groups: dict[Path, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(r.dir.parent, []).append(r)
+    return {d: config_diff([flatten(r.config) for r in g])[0] if len(g) >= 2 else [] for d, g in groups.items()}
 
 
 def scale_statement(runs: list[Run]) -> str:
@@ -422,20 +424,24 @@ footer { margin-top: 3rem; color: var(--muted); font-size: .82rem; border-top: 1
 """
 
 
-def build(root: Path, make_figures: bool = True) -> str:
-    """The report page of the runs at or below ``root`` as an HTML string (draws the figures first)."""
+def build(root: Path, make_figures: bool = True, runs: list[Run] | None = None) -> str:
+    """The report page of ``runs`` (default: those at or below ``root``) as HTML (draws the figures first)."""
     root = Path(root)
-    runs = load_runs(root)
+    runs = load_runs(root) if runs is None else runs
     if not runs:
         raise ValueError(f"{root} holds no run records (summary.json)")
     flats = [flatten(r.config) for r in runs]
     differ, same = config_diff(flats) if len(runs) > 1 else ([], list(flats[0]))
-    labels = [run_label(r, root, _group_differ(r, runs)) for r in runs]
-    results = claims.evaluate(root)
+    differs = group_differs(runs)
+    labels = [run_label(r, root, differs[r.dir.parent]) for r in runs]
+    results = claims.evaluate(root, runs=runs)
     from bnlab import plots
 
     if make_figures:
-        paths, notes = plots.make_figures(root)
+        try:
+            paths, notes = plots.make_figures(root, runs)
+        except BnlabError as exc:
+            raise BnlabError(f"{exc}, or pass --no-figures") from None
     else:
         paths, notes = [], ["figures not drawn (--no-figures)"]
     sweeps = list(plots.sweep_groups(root, runs)) if make_figures else []
@@ -487,19 +493,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="the HTML file to write (default: PATH/report.html)")
     ap.add_argument("--no-figures", action="store_true", help="do not draw or embed figures (faster)")
     args = ap.parse_args(argv)
-    if not args.path.is_dir() or not load_runs(args.path):
-        print(f"bnlab-report: error: {args.path} holds no run records (summary.json); "
-              f"pass a bnlab run or multirun directory", file=sys.stderr)
-        return 2
+    return posthoc.main("bnlab-report", lambda: run_cli(args))
+
+
+def run_cli(args) -> None:
+    """Read the runs, check the output path can be written, then draw, build and write the page."""
+    runs = posthoc.usable_runs(args.path, "bnlab-report")
     out = args.out or args.path / "report.html"
     if out.is_dir():
-        print(f"bnlab-report: error: --out {out} is a directory; pass a file name", file=sys.stderr)
-        return 2
-    page = build(args.path, make_figures=not args.no_figures)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, page)
-    print(out)
-    return 0
+        raise BnlabError(f"--out {out} is a directory; pass a file name, e.g. --out {out / 'report.html'}")
+    fix = "free space, or pass --out FILE to write the report elsewhere"
+    posthoc.check_writable(out.parent, fix)
+    page = build(args.path, make_figures=not args.no_figures, runs=runs)
+    print(posthoc.write_text(out, page, fix))
 
 
 if __name__ == "__main__":
