@@ -456,6 +456,13 @@ class ActivationNoise(nn.Module):
     (SCIENCE.md sec. 2). Off in eval mode. Draws come from this layer's own
     ``generator``, seeded by ``seed_noise`` from the run seed and the layer's
     position, so two arms with noise get identical noise.
+
+    Probes (``metrics._state.preserved`` sets ``replay``) evaluate the loss at
+    several points of one step: each of their forward passes redraws the noise
+    of the step's own training forward (the generator state it started from,
+    ``last_state``), so every evaluation inside a probe sees ONE noise draw and
+    L(w - eta g) / L(w) -> 1 as eta -> 0. Fresh noise per evaluation made the
+    divergence ratio at eta = 1e-5 read 1.13 and broke Lanczos' fixed operator.
     """
 
     def __init__(self, cfg):
@@ -466,6 +473,8 @@ class ActivationNoise(nn.Module):
         self.elem_std = float(cfg.elem_std)
         self.generator: torch.Generator | None = None
         self.seed = 0
+        self.last_state: torch.Tensor | None = None  # generator state before the last training draw
+        self.replay = False  # inside a probe: redraw the last training forward's noise
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
@@ -473,6 +482,10 @@ class ActivationNoise(nn.Module):
         if self.generator is None or self.generator.device != x.device:
             self.generator = torch.Generator(device=x.device).manual_seed(self.seed)
         g = self.generator
+        if self.replay and self.last_state is not None:
+            g.set_state(self.last_state)
+        else:
+            self.last_state = g.get_state()
         u = torch.rand(2, generator=g, device=x.device, dtype=x.dtype)
         mu_t = (2 * u[0] - 1) * self.mean_range
         sigma_t = self.std_low + (self.std_high - self.std_low) * u[1]

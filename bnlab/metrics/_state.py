@@ -11,6 +11,10 @@ is exactly what it would have been without the probe:
 - every module's ``training`` flag;
 - the global CPU RNG, every CUDA device's RNG, and any ``torch.Generator``
   a module holds as ``.generator`` (noisy BN draws its noise from one).
+
+Inside the block, a module with a ``replay`` flag (noisy BN's noise layer)
+redraws the noise of the step's own training forward in every evaluation, so
+all the points a probe compares share one noise draw (bnlab/norms.py).
 """
 
 from __future__ import annotations
@@ -38,9 +42,14 @@ def preserved(model: nn.Module):
     saved_gens = [g.get_state() for g in gens]
     cpu_rng = torch.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    replays = [(m, m.replay) for m in model.modules() if hasattr(m, "replay")]
+    for m, _ in replays:
+        m.replay = True
     try:
         yield
     finally:
+        for m, flag in replays:
+            m.replay = flag
         with torch.no_grad():
             for p, v, flag, g in zip(params, saved_params, saved_flags, saved_grads):
                 p.copy_(v)
