@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from conftest import BNLAB, QUICK, read_jsonl, run_bnlab
 
-from bnlab import config
+from bnlab import cli, config
 
 BENCH = Path(sys.executable).with_name("bnlab-bench")
 ANALYZE = Path(sys.executable).with_name("bnlab-analyze")
@@ -82,12 +82,36 @@ def assert_refused(res, message: str, *paths: Path) -> None:
         assert not p.exists(), f"{p} was left behind"
 
 
-@pytest.mark.parametrize("args, message", BAD, ids=[" ".join(a) for a, _ in BAD])
+# one case of each check in a subprocess of the console script (about 4 s each); all of them in process below
+END_TO_END = ("data.train_size=-1", "seed=4294967296", "metrics.ics.layers=[features.conv9.weight]",
+              "metrics.divergence.eta_min=10", "device=cuda", "device=cuda:7", "device=mps", "model.width=inf",
+              "optim.momentum=-1", "optim.betas=[0.9,1.0]", "norm.bn.eps=0", "optim.lr=1e308",
+              "train.target_acc=nan", "metrics.activations.channels=[0,9999]", "optim.lr=0.1,0.2")
+
+
+def _cases(keep) -> list:
+    return [pytest.param(args, message, id=" ".join(args)) for args, message in BAD if keep(args)]
+
+
+@pytest.mark.parametrize("args, message", _cases(lambda args: args[-1] in END_TO_END))
 def test_bad_config_is_one_line_exit_2_nothing_written(tmp_path, cifar_dir, args, message):
     out = tmp_path / "out"
     res = run_bnlab([*QUICK, "logger=none", f"hydra.run.dir={out}", f"hydra.sweep.dir={out}", *args],
                     tmp_path, cifar_dir, env_extra=NO_GPU)
     assert_refused(res, message, out)
+
+
+@pytest.mark.parametrize("args, message", _cases(lambda args: not args[0].startswith("device=")))
+def test_the_preflight_refuses_every_case(tmp_path, monkeypatch, capsys, args, message):
+    """The same code path as the console script's first step, in process (the devices: above, with no GPU)."""
+    monkeypatch.setattr(sys, "stdout", sys.stdout)  # the preflight guards stdout; give the test's back after
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_:
+        cli.preflight([*QUICK, "logger=none", f"hydra.run.dir={out}", f"hydra.sweep.dir={out}", *args])
+    assert exit_.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bnlab: error: ") and message in lines[0], lines
+    assert not out.exists()
 
 
 def test_values_at_the_limits_pass(compose_cfg):
@@ -120,7 +144,7 @@ def cifar_copy(tmp_path, cifar_dir):
 
 LABELS = [
     ("data_batch_2", lambda e: {**e, "labels": [bool(v % 2) for v in e["labels"]]},
-     "data_batch_2: 'labels' must be integers, found bool values such as False"),
+     "data_batch_2: 'labels' must be integers, found bool values such as"),
     ("data_batch_2", lambda e: {**e, "labels": [v + 0.5 for v in e["labels"]]},
      "data_batch_2: 'labels' must be integers, found float values such as"),
     ("data_batch_4", lambda e: {**e, "labels": np.asarray(e["labels"], dtype=np.float32)},
