@@ -142,6 +142,7 @@ def _app(cfg: DictConfig):
     from bnlab.preemption import Interrupted
     from bnlab.train import hydra_output_dir, run
 
+    console.guard_stdout()  # again in a launcher's worker process (a no-op where the preflight ran)
     out_dir = hydra_output_dir()
     try:
         return run(cfg, out_dir)

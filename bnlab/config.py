@@ -239,7 +239,8 @@ def _check_probe_layers(cfg) -> None:
                              f"{cfg.model.arch}; choose from its conv/linear weights "
                              f"{', '.join(ics.weight_layers(nets[0]))} (or another parameter name)")
     for net in nets:
-        convs = {name: m for name, m in net.named_modules() if name in activations.conv_layers(net)}
+        modules = dict(net.named_modules())
+        convs = {name: modules[name] for name in activations.conv_layers(net)}
         tracked = list(convs)[-1:] if a.layers == "auto" else list(a.layers)
         unknown = [n for n in tracked if n not in convs]
         if unknown:
