@@ -318,7 +318,6 @@ def timed_window(start_draw: int, device: torch.device):
     skipped: ``train.evaluate`` returns loss 0 and accuracy 0 meanwhile.
     """
     from bnlab import data, train
-    from bnlab.errors import BnlabError
 
     marks = {"start": None, "end": None, "draws": 0}
     orig_next, orig_eval = data.Batches.__next__, train.evaluate
@@ -525,10 +524,9 @@ def parse_args(argv):
     args = ap.parse_args(argv)
     if args.models is None:
         args.models = "vgg11" if args.quick else "vgg11,resnet20:0.5"
-    if args.batch_size is None and not args.quick:
-        args.batch_size = 128
+    if args.batch_size is None:
+        args.batch_size = 32 if args.quick else 128
     if args.quick:
-        args.batch_size = 32 if args.batch_size is None else args.batch_size
         args.workers = 1
         args.width = 0.125 if args.width is None else args.width
         args.steps = 2 if args.steps is None else args.steps
