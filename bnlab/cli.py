@@ -35,7 +35,7 @@ _PASS_THROUGH = {
 
 
 def fail(message: str) -> None:
-    print(f"bnlab: error: {message}", file=sys.stderr)
+    console.to_stderr(f"bnlab: error: {message}")
     sys.exit(BnlabError.exit_code)
 
 

@@ -133,8 +133,8 @@ class _GuardedStdout:
                 _point_at_devnull(1)
         except (OSError, ValueError):
             pass
-        _notice(f"console output lost (stdout: {getattr(exc, 'strerror', None) or exc}); the run goes on and "
-                f"its records are complete in its run dir")
+        to_stderr(f"bnlab: console output lost (stdout: {getattr(exc, 'strerror', None) or exc}); the run goes "
+                  f"on and its records are complete in its run dir")
 
     def __getattr__(self, name):  # isatty, fileno, encoding... of the real stream
         return getattr(self._stream, name)
@@ -158,7 +158,7 @@ def guard_stdout() -> None:
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the process)
     if sys.stdout is None:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
-        _notice("stdout is closed: console output is lost; the records are complete in the run dir")
+        to_stderr("bnlab: stdout is closed: console output is lost; the records are complete in the run dir")
     sys.stdout = _GuardedStdout(sys.stdout)
 
 
@@ -169,9 +169,9 @@ def _point_at_devnull(fd: int) -> None:
         os.close(null)
 
 
-def _notice(text: str) -> None:
-    """One line on stderr, if stderr works."""
+def to_stderr(line: str) -> None:
+    """One line on stderr, if stderr works (a full or closed stderr must not turn into a traceback)."""
     try:
-        print(f"bnlab: {text}", file=sys.stderr, flush=True)
+        print(line, file=sys.stderr, flush=True)
     except (OSError, ValueError):
         pass

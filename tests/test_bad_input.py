@@ -234,6 +234,14 @@ def test_a_full_stdout_costs_the_console_only(tmp_path, cifar_dir):
     _assert_complete(out)
 
 
+def test_bad_input_keeps_exit_2_when_no_stream_works(tmp_path, cifar_dir):
+    out = tmp_path / "out"
+    with open("/dev/full", "w") as full:
+        res = subprocess.run([str(BNLAB), *QUICK, "logger=none", "seed=1.5", f"hydra.run.dir={out}"], cwd=tmp_path,
+                             env={**os.environ, "BNLAB_DATA_DIR": str(cifar_dir)}, stdout=full, stderr=full, timeout=120)
+    assert res.returncode == 2 and not out.exists()
+
+
 def test_a_closed_stdout_costs_the_console_only(tmp_path, cifar_dir):
     res, out = _run_with_stdout(tmp_path, cifar_dir, "closed")
     assert res.returncode == 0, res.stderr
