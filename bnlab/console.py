@@ -6,7 +6,7 @@ bar instead of tangling with it. The bar is off when stdout is not a terminal.
 The console is a view, not the record: ``guard_stdout`` makes a closed, full
 or broken stdout (``>&-``, ``> /dev/full``, ``| head``) cost the console output
 only. The run goes on, its records are complete, and one line on stderr says
-the output was lost.
+the output was lost (not for a pipe whose reader stopped: that is a choice).
 """
 
 from __future__ import annotations
@@ -133,8 +133,9 @@ class _GuardedStdout:
                 _point_at_devnull(1)
         except (OSError, ValueError):
             pass
-        to_stderr(f"bnlab: console output lost (stdout: {getattr(exc, 'strerror', None) or exc}); the run goes "
-                  f"on and its records are complete in its run dir")
+        if not isinstance(exc, BrokenPipeError):  # `| head`: the reader chose to stop, as usual say nothing
+            to_stderr(f"bnlab: console output lost (stdout: {getattr(exc, 'strerror', None) or exc}); a run goes "
+                      f"on and writes its records in full")
 
     def __getattr__(self, name):  # isatty, fileno, encoding... of the real stream
         return getattr(self._stream, name)
@@ -158,7 +159,7 @@ def guard_stdout() -> None:
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the process)
     if sys.stdout is None:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
-        to_stderr("bnlab: stdout is closed: console output is lost; the records are complete in the run dir")
+        to_stderr("bnlab: stdout is closed: console output is lost; a run goes on and writes its records in full")
     sys.stdout = _GuardedStdout(sys.stdout)
 
 

@@ -229,8 +229,20 @@ def test_a_full_stdout_costs_the_console_only(tmp_path, cifar_dir):
         res, out = _run_with_stdout(tmp_path, cifar_dir, full)
     assert res.returncode == 0, res.stderr
     assert res.stderr.strip().splitlines() == [
-        "bnlab: console output lost (stdout: No space left on device); the run goes on and its records are "
-        "complete in its run dir"]
+        "bnlab: console output lost (stdout: No space left on device); a run goes on and writes its records in full"]
+    _assert_complete(out)
+
+
+def test_a_pipe_whose_reader_stopped_costs_the_console_only(tmp_path, cifar_dir):
+    """``bnlab ... | head -1``: the reader is gone before the first line; no notice for that (a choice)."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen([str(BNLAB), *QUICK, "logger=none", f"hydra.run.dir={out}"], cwd=tmp_path,
+                            env={**os.environ, "BNLAB_DATA_DIR": str(cifar_dir)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    proc.stdout = None
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and err == "", err
     _assert_complete(out)
 
 
@@ -246,7 +258,7 @@ def test_a_closed_stdout_costs_the_console_only(tmp_path, cifar_dir):
     res, out = _run_with_stdout(tmp_path, cifar_dir, "closed")
     assert res.returncode == 0, res.stderr
     assert res.stderr.strip().splitlines() == [
-        "bnlab: stdout is closed: console output is lost; the records are complete in the run dir"]
+        "bnlab: stdout is closed: console output is lost; a run goes on and writes its records in full"]
     _assert_complete(out)
     # nothing meant for the console landed in a file that took over fd 1
     assert "bnlab pair" not in (out / "cli.log").read_text()
