@@ -2,7 +2,9 @@
 
 Hydra already rejects unknown keys and unknown group options; this module
 rejects impossible values (lr <= 0, batch size <= 0, an unknown norm in
-``arms``...) with one line that names the key and the fix.
+``arms``, NaN or Inf anywhere, a seed beyond 32 bits, a step size float32
+cannot hold, probe layers the model lacks, a device this machine lacks...)
+with one line that names the key and the fix.
 """
 
 from __future__ import annotations
