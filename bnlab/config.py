@@ -215,7 +215,8 @@ def _check_step_sizes(cfg) -> None:
     lr = float(cfg.optim.lr)
     factors = {"optim.lr": 1.0}
     if cfg.metrics.landscape.every:
-        factors["metrics.landscape.hi x optim.lr (the landscape probe's largest step)"] = float(cfg.metrics.landscape.hi)
+        hi = float(cfg.metrics.landscape.hi)
+        factors["metrics.landscape.hi x optim.lr (the landscape probe's largest step)"] = hi
     if cfg.optim.name == "adam":  # Adam's first step size is lr / (1 - beta1)
         factors["optim.lr / (1 - optim.betas[0]) (Adam's first step)"] = 1 / (1 - float(cfg.optim.betas[0]))
     what, factor = max(factors.items(), key=lambda kv: kv[1])

@@ -249,8 +249,9 @@ def test_a_pipe_whose_reader_stopped_costs_the_console_only(tmp_path, cifar_dir)
 def test_bad_input_keeps_exit_2_when_no_stream_works(tmp_path, cifar_dir):
     out = tmp_path / "out"
     with open("/dev/full", "w") as full:
-        res = subprocess.run([str(BNLAB), *QUICK, "logger=none", "seed=1.5", f"hydra.run.dir={out}"], cwd=tmp_path,
-                             env={**os.environ, "BNLAB_DATA_DIR": str(cifar_dir)}, stdout=full, stderr=full, timeout=120)
+        res = subprocess.run([str(BNLAB), *QUICK, "logger=none", "seed=1.5", f"hydra.run.dir={out}"],
+                             cwd=tmp_path, env={**os.environ, "BNLAB_DATA_DIR": str(cifar_dir)},
+                             stdout=full, stderr=full, timeout=120)
     assert res.returncode == 2 and not out.exists()
 
 
