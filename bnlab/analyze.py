@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -147,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("samples", "k", "max_hvps", "trace_samples", "slq_runs", "slq_steps", "points_1d", "points_2d"):
         if getattr(args, name) < (2 if name == "trace_samples" else 1):
             print(f"bnlab-analyze: error: --{name.replace('_', '-')} must be positive", file=sys.stderr)
+            return 2
+    for name in ("span", "tol"):  # float() reads "nan" and "inf": a NaN span gives NaN surfaces
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value > 0):
+            print(f"bnlab-analyze: error: --{name} {value} must be a finite number > 0; pass e.g. "
+                  f"--{name} {parser().get_default(name)}", file=sys.stderr)
             return 2
     try:
         print(analyze(args.run_dir, args))

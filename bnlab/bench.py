@@ -496,7 +496,7 @@ def parse_args(argv):
     ap.add_argument("--rounds", type=int, default=3,
                     help="the standard loop and every variant are timed in turn this many times; medians are "
                          "reported (a shared machine's slow spells then hit one round, not one side)")
-    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=None, help="default 128 (32 with --quick)")
     ap.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (the demo's; no arm diverges)")
     ap.add_argument("--init", default="default",
                     help="init scheme (config group init); default: PyTorch's, under which the plain ResNet-20 "
@@ -524,8 +524,10 @@ def parse_args(argv):
     args = ap.parse_args(argv)
     if args.models is None:
         args.models = "vgg11" if args.quick else "vgg11,resnet20:0.5"
+    if args.batch_size is None:
+        args.batch_size = 32 if args.quick else 128
     if args.quick:
-        args.batch_size, args.workers = 32, 1
+        args.workers = 1
         args.width = 0.125 if args.width is None else args.width
         args.steps = 2 if args.steps is None else args.steps
         args.warmup, args.rounds = 1, 1
@@ -547,6 +549,7 @@ def fail(exc: Exception) -> int:
 def main(argv=None) -> int:
     args = parse_args(argv)
     from bnlab import data, train
+    from bnlab.errors import BnlabError
     lines: list[str] = []
 
     def emit(*new: str) -> None:
@@ -604,6 +607,12 @@ def main(argv=None) -> int:
     common += [o for o in ("train.checkpoint_every=null", "train.resume=never") if has_key(probe_cfg, o.split("=")[0])]
     off = probes_off(probe_cfg)
     probe_steps = cadence_period(probe_cfg) if args.probe_steps is None else args.probe_steps
+    try:  # one dataset for every model (only model keys differ between them), checked before any output
+        ds = data.load(probe_cfg.data, torch.device("cpu"))
+        # the trainer's own check: a batch larger than the training set would loop forever in _endless
+        data.Batches(ds, args.batch_size, seed=0)
+    except BnlabError as exc:
+        return fail(exc)
 
     emit("bnlab-bench: the standard torchvision CIFAR loop vs bnlab's paired trainer"
          + (" (--quick: tiny settings, the numbers mean nothing)" if args.quick else ""))
@@ -649,8 +658,7 @@ def main(argv=None) -> int:
             base = [f"model={model}", f"model.width={width}", *common]
             try:
                 cfg = compose(base)
-                ds = data.load(cfg.data, torch.device("cpu"))
-            except Exception as exc:  # BnlabError (data), Hydra's errors (unknown model)
+            except Exception as exc:  # Hydra's errors (unknown model)
                 return fail(exc)
             emit("", f"== {model} (width {width}), {ds.name} {ds.train_size} training images from {ds.source} ==")
             flops = None

@@ -20,6 +20,7 @@ import hydra
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, open_dict
 
+from bnlab import console
 from bnlab.errors import BnlabError
 
 CONFIG_MODULE = "bnlab.configs"
@@ -34,7 +35,7 @@ _PASS_THROUGH = {
 
 
 def fail(message: str) -> None:
-    print(f"bnlab: error: {message}", file=sys.stderr)
+    console.to_stderr(f"bnlab: error: {message}")
     sys.exit(BnlabError.exit_code)
 
 
@@ -53,13 +54,20 @@ def one_line(exc: BaseException) -> str:
     return "; ".join(dict.fromkeys(keep)) + " (see `bnlab --help` and `bnlab --cfg job`)"
 
 
-def _variants(overrides: list[str]) -> list[list[str]]:
-    """Override lists that together touch every swept value once."""
+def _variants(overrides: list[str], multirun: bool) -> list[list[str]]:
+    """Override lists that together touch every swept value once.
+
+    A sweep without ``-m`` is bad input: Hydra would answer with its five-line "Ambiguous value".
+    """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parsed = OverridesParser.create().parse_overrides(overrides)
     base, sweeps = [], []
     for o in parsed:
+        if o.is_sweep_override() and not multirun:
+            key = o.get_key_element()
+            raise BnlabError(f"{o.input_line} lists several values; add -m to run one job per value "
+                             f"(bnlab -m {o.input_line}), or write {key}=[...] for one list value")
         if o.is_sweep_override():
             try:
                 values = list(o.sweep_string_iterator())
@@ -88,7 +96,8 @@ def _check_output_dir(path: str) -> None:
 
 
 def preflight(args: list[str]) -> None:
-    """Compose and validate the config(s) of this command line; exit 2 on bad input."""
+    """Guard the console, then compose and validate the config(s) of this command line; exit 2 on bad input."""
+    console.guard_stdout()  # first: a closed or full stdout must not fail anything that follows
     if any(a.split("=", 1)[0] in _PASS_THROUGH for a in args):
         return
     multirun = any(a in ("-m", "--multirun") for a in args)
@@ -100,7 +109,7 @@ def preflight(args: list[str]) -> None:
     from bnlab import config
 
     try:
-        variants = _variants(overrides)
+        variants = _variants(overrides, multirun)
         with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
             for ov in variants:
                 cfg = compose("config", overrides=ov, return_hydra_config=True)
@@ -133,6 +142,7 @@ def _app(cfg: DictConfig):
     from bnlab.preemption import Interrupted
     from bnlab.train import hydra_output_dir, run
 
+    console.guard_stdout()  # again in a launcher's worker process (a no-op where the preflight ran)
     out_dir = hydra_output_dir()
     if cfg.get("experiment_name") is None:  # runs can be found by experiment: config.yaml, W&B tag
         with open_dict(cfg):

@@ -137,6 +137,9 @@ def _cifar(cfg) -> Dataset:
         )
     train_x, train_y = _read_batches(path, train_files, label_key, classes)
     test_x, test_y = _read_batches(path, test_files, label_key, classes)
+    if len(test_y) == 0:  # every evaluation would divide by zero test images
+        raise BnlabError(f"{path / test_files[0]} holds no images, so there is no test set to evaluate on; "
+                         f"replace it with the official file")
     log.info(
         "%s: read %d training and %d test images from %s", cfg.name, len(train_y), len(test_y), path
     )
@@ -169,12 +172,16 @@ def _read_batches(path: Path, files: list[str], label_key: str, classes: int):
                 entry = pickle.load(fh, encoding="latin1")
             data, labels = entry["data"], entry[label_key]
             x = torch.as_tensor(data)
+            kind = _label_kind(labels)
             y = torch.as_tensor(labels, dtype=torch.int64)
         except Exception as exc:
             raise BnlabError(
                 f"{f} is corrupt or truncated ({exc.__class__.__name__}); "
                 f"replace it with the official file (re-download)"
             ) from None
+        if kind is not None:  # int64 conversion would make bools 0/1 (2 classes) and truncate floats
+            raise BnlabError(f"{f}: '{label_key}' must be integers, found {kind}; "
+                             f"replace it with the official file")
         if x.dtype != torch.uint8 or x.ndim != 2 or x.shape[1] != 3072:
             raise BnlabError(
                 f"{f}: 'data' must be uint8 N x 3072, found {x.dtype} {tuple(x.shape)}; "
@@ -188,6 +195,18 @@ def _read_batches(path: Path, files: list[str], label_key: str, classes: int):
         xs.append(x.view(-1, 3, 32, 32))
         ys.append(y)
     return torch.cat(xs), torch.cat(ys)
+
+
+def _label_kind(labels) -> str | None:
+    """None if ``labels`` are all integers (a list of ints, as in the official files, or an integer
+    array), else what was found instead (bools, floats...)."""
+    import numpy as np
+
+    if isinstance(labels, (np.ndarray, torch.Tensor)):
+        dtype = str(labels.dtype)
+        return None if dtype.removeprefix("torch.").startswith(("int", "uint")) else f"{dtype} values"
+    bad = next((v for v in labels if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer))), None)
+    return None if bad is None else f"{type(bad).__name__} values such as {bad!r}"
 
 
 # ------------------------------------------------------------ synthetic ----
