@@ -38,7 +38,7 @@ BAD = [
     (["metrics.ics.every=6", "metrics.ics.layers=[features.conv9.weight]"],
      "metrics.ics.layers: features.conv9.weight is not a parameter of simple_cnn; choose from its conv/linear "
      "weights features.conv1.weight, features.conv2.weight"),
-    (["metrics.divergence.eta_min=10"], "metrics.divergence.eta_min=10 is above eta_max=1.0"),
+    (["metrics.divergence.eta_min=100"], "metrics.divergence.eta_min=100 is above eta_max=10.0"),
     # tracebacks before
     (["device=cuda"], "device=cuda: no CUDA device is available here; use device=cpu or device=auto"),
     (["device=cuda:7"], "device=cuda:7: no CUDA device is available here; use device=cpu or device=auto"),
@@ -84,7 +84,7 @@ def assert_refused(res, message: str, *paths: Path) -> None:
 
 # one case of each check in a subprocess of the console script (about 4 s each); all of them in process below
 END_TO_END = ("data.train_size=-1", "seed=4294967296", "metrics.ics.layers=[features.conv9.weight]",
-              "metrics.divergence.eta_min=10", "device=cuda", "device=cuda:7", "device=mps", "model.width=inf",
+              "metrics.divergence.eta_min=100", "device=cuda", "device=cuda:7", "device=mps", "model.width=inf",
               "optim.momentum=-1", "optim.betas=[0.9,1.0]", "norm.bn.eps=0", "optim.lr=1e308",
               "train.target_acc=nan", "metrics.activations.channels=[0,9999]", "optim.lr=0.1,0.2")
 
