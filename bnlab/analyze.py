@@ -19,7 +19,6 @@ Results go to ``RUN_DIR/analysis/analysis.json``; ``bnlab-plot`` draws them.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from omegaconf import OmegaConf
 from bnlab import data, models
 from bnlab.errors import BnlabError
 from bnlab.metrics import curvature, surface
-from bnlab.results import atomic_write_text, read_summary
+from bnlab.results import atomic_write_text, dumps, read_summary, run_stamp
 
 SCHEMA = 1
 
@@ -97,6 +96,7 @@ def analyze(run_dir: Path, args) -> Path:
     result = {
         "schema": SCHEMA,
         "pair_id": summary["pair_id"],
+        "run_stamp": run_stamp(run_dir),  # whose final weights these are: bnlab-plot checks it
         "subset": {"split": args.split, "samples": args.samples, "batch_size": batch_size,
                    "hessian_batch": len(batches[0][1]), "dataset": summary["data"]},
         "settings": {k: v for k, v in vars(args).items() if k not in ("run_dir", "data_root")},
@@ -112,7 +112,7 @@ def analyze(run_dir: Path, args) -> Path:
               f"{top['running']['top_eigenvalues'][0]:.4g} (running statistics)")
     out = run_dir / "analysis" / "analysis.json"
     out.parent.mkdir(exist_ok=True)
-    atomic_write_text(out, json.dumps(result) + "\n")
+    atomic_write_text(out, dumps(result) + "\n")
     return out
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from bnlab.analysis import landscape_medians
-from bnlab.results import Run, atomic_write_text, load_runs
+from bnlab.results import Run, atomic_write_text, dumps, finite, load_runs
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "SUPPORTED", "NOT SUPPORTED", "INCONCLUSIVE"
 CLAIMS = []
@@ -213,7 +213,7 @@ def ics_not_smaller(runs, cfg):
 
     def med(run, arm, suffix):
         vals = [v for r in run.rows(arm, "probe") for k, v in r.items()
-                if k.startswith("ics/") and k.endswith(suffix) and v is not None]
+                if k.startswith("ics/") and k.endswith(suffix) and finite(v)]
         return statistics.median(vals) if vals else None
 
     def probes(run, arm):
@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(results)
     out = args.out or args.path
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "claims.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_text(out / "claims.json", dumps(results, indent=2) + "\n")  # strict JSON, NaN/Inf as strings
     atomic_write_text(out / "claims.md", to_markdown(results))
     print(f"{out / 'claims.json'}\n{out / 'claims.md'}")
     return 0

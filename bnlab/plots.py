@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bnlab.results import Run, find_runs, flatten, load_runs
+from bnlab.results import Run, find_runs, finite, flatten, load_runs, loads, stamp_mismatch
 
 # Okabe & Ito (2008) colorblind-safe palette, one color per arm.
 ARM_COLORS = {"bn": "#0072B2", "none": "#D55E00"}
@@ -151,7 +151,8 @@ def _as_run(run) -> Run:
 
 
 def _num(v) -> float:
-    return float("nan") if v is None else float(v)
+    """A record value as a float to draw; null, NaN and Inf (an arm that blew up) leave a gap."""
+    return float(v) if finite(v) else float("nan")
 
 
 def _arr(values) -> np.ndarray:
@@ -637,13 +638,16 @@ def plot_ics(run) -> list[Path]:
 
 def read_analysis(run) -> dict | None:
     path = _as_run(run).dir / "analysis" / "analysis.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    return loads(path.read_text()) if path.exists() else None
 
 
 def _analysis_or_skip(run: Run) -> dict:
     a = read_analysis(run)
     if a is None:
         raise Skip("no analysis/analysis.json (run bnlab-analyze RUN_DIR)")
+    stale = stamp_mismatch(run.dir, a, "analysis/analysis.json")  # e.g. the run was started over since
+    if stale:
+        raise Skip(stale)
     return a
 
 
