@@ -8,7 +8,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from bnlab.results import read_metrics
+from bnlab.results import finite, read_metrics
 
 LANDSCAPE_MEDIANS = {
     "loss_band": "median over probes of loss_max - loss_min (Santurkar Fig. 4a band width)",
@@ -20,7 +20,7 @@ LANDSCAPE_MEDIANS = {
 def landscape_medians(run_dir: Path, max_step: int | None = None) -> dict[str, dict]:
     """Per arm: medians over training of the landscape band width, gradient predictiveness and beta_eff.
 
-    Probe rows where a value is null (the arm had blown up) are left out of that
+    Probe rows where a value is null, NaN or Inf (the arm had blown up) are left out of that
     median; ``probes`` counts the rows used for the band. ``max_step`` keeps
     only probes at or before that step (e.g. early training).
     """
@@ -32,11 +32,11 @@ def landscape_medians(run_dir: Path, max_step: int | None = None) -> dict[str, d
             continue
         acc = out.setdefault(row["arm"], {"loss_band": [], "grad_pred_max": [], "beta_eff": [], "steps": []})
         lo, hi = row["landscape/loss_min"], row["landscape/loss_max"]
-        if lo is not None and hi is not None:
+        if finite(lo) and finite(hi):
             acc["loss_band"].append(hi - lo)
             acc["steps"].append(row["step"])
         for key in ("grad_pred_max", "beta_eff"):
-            if row.get(f"landscape/{key}") is not None:
+            if finite(row.get(f"landscape/{key}")):
                 acc[key].append(row[f"landscape/{key}"])
     return {
         arm: {

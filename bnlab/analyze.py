@@ -19,7 +19,6 @@ Results go to ``RUN_DIR/analysis/analysis.json``; ``bnlab-plot`` draws them.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -31,7 +30,7 @@ from omegaconf import OmegaConf
 from bnlab import data, models, posthoc
 from bnlab.errors import BnlabError
 from bnlab.metrics import curvature, surface
-from bnlab.results import DamagedRecord, read_config, read_summary
+from bnlab.results import DamagedRecord, dumps, read_config, read_summary, run_stamp
 
 SCHEMA = 1
 # bnlab-analyze writes into the run it analyzes; there is no --out
@@ -105,6 +104,7 @@ def analyze(run_dir: Path, args) -> Path:
     result = {
         "schema": SCHEMA,
         "pair_id": summary["pair_id"],
+        "run_stamp": run_stamp(run_dir),  # whose final weights these are: bnlab-plot checks it
         "subset": {"split": args.split, "samples": args.samples, "batch_size": batch_size,
                    "hessian_batch": len(batches[0][1]), "dataset": summary["data"]},
         "settings": {k: v for k, v in vars(args).items() if k not in ("run_dir", "data_root")},
@@ -118,7 +118,7 @@ def analyze(run_dir: Path, args) -> Path:
         top = result["arms"][arm]["curvature"]
         print(f"{arm}: top eigenvalue {top['batch']['top_eigenvalues'][0]:.4g} (batch statistics), "
               f"{top['running']['top_eigenvalues'][0]:.4g} (running statistics)")
-    return posthoc.write_text(out, json.dumps(result) + "\n", WRITE_FIX)
+    return posthoc.write_text(out, dumps(result) + "\n", WRITE_FIX)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -4,7 +4,8 @@
 each arm's model, optimizer and scheduler state, its noise generators, its
 divergence flag and bookkeeping; the data stream (order, position and the one
 generator behind order and augmentation); the global torch RNG; the W&B run
-ids; the resolved config it was written under; and the length of
+ids; the resolved config it was written under; what data it trained on (image
+counts and a content hash, ``data.fingerprint``); and the length of
 ``metrics.jsonl`` at that moment. Resuming restores all of it and cuts the
 records back to that length, so a run killed at any instant and resumed is the
 run it would have been (tests/test_reliability.py checks bitwise equality).
@@ -112,6 +113,26 @@ def check_config(run_dir: Path, state: dict, current: dict) -> None:
             f"{path(run_dir)} was written by a different config ({'; '.join(changes[:3])}{more}); "
             f"rerun with the same overrides, choose another hydra.run.dir, or pass train.resume=never to start over"
         )
+
+
+def check_data(run_dir: Path, state: dict, current: dict) -> None:
+    """Refuse to resume a checkpoint trained on other data (one line, exit 2).
+
+    ``current`` is ``data.fingerprint`` of the data loaded now: the content counts, not its path.
+    A checkpoint from before fingerprints (no "data") is resumed unchecked.
+    """
+    saved = state.get("data")
+    if saved is None or saved == current:
+        return
+    raise BnlabError(
+        f"{path(run_dir)} was trained on other data ({_data_text(saved)}; the data loaded now: "
+        f"{_data_text(current)}); point BNLAB_DATA_DIR or data.root at the data it trained on, "
+        f"choose another hydra.run.dir, or pass train.resume=never to start over"
+    )
+
+
+def _data_text(fp: dict) -> str:
+    return f"{fp.get('train_size')} train / {fp.get('test_size')} test images, sha256 {str(fp.get('sha256'))[:12]}"
 
 
 def rng_state(device: torch.device) -> dict:

@@ -25,7 +25,7 @@ import yaml
 from bnlab import posthoc
 from bnlab.analysis import landscape_medians
 from bnlab.errors import BnlabError
-from bnlab.results import Run, load_runs
+from bnlab.results import Run, dumps, finite, load_runs
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "SUPPORTED", "NOT SUPPORTED", "INCONCLUSIVE"
 CLAIMS = []
@@ -216,7 +216,7 @@ def ics_not_smaller(runs, cfg):
 
     def med(run, arm, suffix):
         vals = [v for r in run.rows(arm, "probe") for k, v in r.items()
-                if k.startswith("ics/") and k.endswith(suffix) and v is not None]
+                if k.startswith("ics/") and k.endswith(suffix) and finite(v)]
         return statistics.median(vals) if vals else None
 
     def probes(run, arm):
@@ -396,7 +396,7 @@ def run_cli(args) -> None:
     posthoc.check_writable(out, fix)
     results = evaluate(args.path, cfg, runs)
     print_table(results)
-    for name, text in (("claims.json", json.dumps(results, indent=2) + "\n"), ("claims.md", to_markdown(results))):
+    for name, text in (("claims.json", dumps(results, indent=2) + "\n"), ("claims.md", to_markdown(results))):
         print(posthoc.write_text(out / name, text, fix))
 
 

@@ -17,6 +17,7 @@ accepted and its image count reported. When the folder is missing and
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import pickle
 from dataclasses import dataclass
@@ -111,6 +112,19 @@ def load(cfg, device: torch.device) -> Dataset:
     for attr in ("train_x", "train_y", "test_x", "test_y"):
         setattr(ds, attr, getattr(ds, attr).to(device))
     return ds
+
+
+def fingerprint(ds: Dataset) -> dict:
+    """What a run trains and tests on, by content: the image counts and a SHA-256 over images and labels.
+
+    Where the files live (data.root) may differ between machines; this may not (a checkpoint records it).
+    """
+    h = hashlib.sha256()
+    for t in (ds.train_x, ds.train_y, ds.test_x, ds.test_y):
+        t = t.detach().contiguous().cpu()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())  # where one tensor ends and the next begins
+        h.update(t.numpy())
+    return {"train_size": ds.train_size, "test_size": ds.test_size, "sha256": h.hexdigest()}
 
 
 # ---------------------------------------------------------------- CIFAR ----

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from bnlab import posthoc
-from bnlab.results import Run, flatten, load_runs
+from bnlab.results import Run, finite, flatten, load_runs, loads, stamp_mismatch
 
 # Okabe & Ito (2008) colorblind-safe palette, one color per arm.
 ARM_COLORS = {"bn": "#0072B2", "none": "#D55E00"}
@@ -152,7 +152,8 @@ def _as_run(run) -> Run:
 
 
 def _num(v) -> float:
-    return float("nan") if v is None else float(v)
+    """A record value as a float to draw; null, NaN and Inf (an arm that blew up) leave a gap."""
+    return float(v) if finite(v) else float("nan")
 
 
 def _arr(values) -> np.ndarray:
@@ -647,7 +648,7 @@ def read_analysis(run) -> dict | None:
     path = _as_run(run).dir / "analysis" / "analysis.json"
     if not path.exists():
         return None
-    a = json.loads(path.read_bytes().decode("utf-8"))
+    a = loads(path.read_bytes().decode("utf-8"))
     if not isinstance(a, dict) or not isinstance(a.get("arms"), dict):
         raise ValueError("not an analysis object")
     return a
@@ -661,6 +662,9 @@ def _analysis_or_skip(run: Run) -> dict:
             from None
     if a is None:
         raise Skip("no analysis/analysis.json (run bnlab-analyze RUN_DIR)")
+    stale = stamp_mismatch(run.dir, a, "analysis/analysis.json")  # e.g. the run was started over since
+    if stale:
+        raise Skip(stale)
     return a
 
 

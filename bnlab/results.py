@@ -4,10 +4,19 @@ A run directory holds (schema version ``SCHEMA``):
 
 - ``config.yaml``: the resolved config (Hydra also writes ``.hydra/``);
 - ``metrics.jsonl``: one JSON object per line,
-  ``{"step": int, "arm": str, "split": "train"|"test"|"probe", <metric>: float|null, ...}``,
-  non-finite values written as null;
+  ``{"step": int, "arm": str, "split": "train"|"test"|"probe", <metric>: float|null, ...}``;
 - ``summary.json``: per arm final/best accuracy, steps to target, divergence,
-  time, plus the pair id and ``"schema"``.
+  time, plus the pair id, the data's content hash and ``"schema"``.
+
+Both are strict JSON. A non-finite number (a diverged arm's loss, ``optim.lr=inf``)
+is written as one of the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``
+(``NON_FINITE``) and ``read_metrics``/``read_summary`` turn those strings back
+into floats, so every tool sees the number; null stays "no value".
+
+Files the post-hoc tools derive from a run (``DERIVED``: analysis, figures,
+report, claims) belong to the run that wrote summary.json: ``run_stamp`` names
+it, ``stamp_mismatch`` tells a reader that a derived file is an earlier run's,
+and starting a run over removes them (``RunRecord.start_over``).
 
 Writes are crash-safe: summary and config go to a temp file renamed into place;
 metrics lines are appended in one ``os.write`` of whole lines per flush, so a
@@ -18,14 +27,21 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 
 from bnlab.errors import BnlabError
 
 SCHEMA = 1
+# How a non-finite float is spelled in the records (the spelling of JavaScript and of Python's json module).
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+# What bnlab-analyze, bnlab-plot, bnlab-report and bnlab-claims write into a run dir (by default): they
+# describe the run that wrote summary.json, so a run started over in the same dir must not inherit them.
+DERIVED = ("analysis", "figures", "report.html", "claims.json", "claims.md")
 # A write that fails for one of these reasons is the machine's state, not a bug: one line, exit 2.
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
@@ -53,10 +69,41 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-def _clean(v):
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
+def encode(obj):
+    """``obj`` with every non-finite float spelled as its NON_FINITE string (dicts and lists walked)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "NaN" if math.isnan(obj) else ("Infinity" if obj > 0 else "-Infinity")
+    if isinstance(obj, dict):
+        return {k: encode(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [encode(v) for v in obj]
+    return obj
+
+
+def decode(obj):
+    """The inverse of ``encode``: NON_FINITE strings back to floats (dicts and lists walked)."""
+    if isinstance(obj, str):
+        return NON_FINITE.get(obj, obj)
+    if isinstance(obj, dict):
+        return {k: decode(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [decode(v) for v in obj]
+    return obj
+
+
+def finite(v) -> bool:
+    """Whether a record value is a number to compute with: not null, NaN or Inf (an arm that blew up)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def dumps(obj, **kw) -> str:
+    """Strict JSON of ``obj`` with non-finite floats encoded (the records' one spelling)."""
+    return json.dumps(encode(obj), allow_nan=False, **kw)
+
+
+def loads(text: str):
+    """JSON text as written by ``dumps`` (or by older bnlab, which wrote null), non-finite decoded."""
+    return decode(json.loads(text))
 
 
 class RunRecord:
@@ -74,9 +121,7 @@ class RunRecord:
     def append(self, rows: list[dict]) -> None:
         if not rows:
             return
-        data = "".join(
-            json.dumps({k: _clean(v) for k, v in r.items()}, allow_nan=False) + "\n" for r in rows
-        ).encode()
+        data = "".join(dumps(r) + "\n" for r in rows).encode()
         before = self.size()
         try:
             fd = os.open(self.metrics_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -109,14 +154,28 @@ class RunRecord:
             os.truncate(self.metrics_path, size)
         self.summary_path.unlink(missing_ok=True)
 
-    def start_over(self) -> None:
-        """A fresh run in this dir: no rows or summary of an earlier attempt remain."""
+    def start_over(self) -> list[str]:
+        """A fresh run in this dir: no rows, summary, weights or derived file of an earlier attempt remain.
+
+        Returns the names of the derived files and folders it removed (``DERIVED``).
+        """
         self.metrics_path.unlink(missing_ok=True)
         self.summary_path.unlink(missing_ok=True)
+        shutil.rmtree(self.dir / "checkpoints", ignore_errors=True)  # the earlier run's weights
+        removed = []
+        for name in DERIVED:
+            path = self.dir / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+                removed.append(name + "/")
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+                removed.append(name)
+        return removed
 
     def write_summary(self, summary: dict) -> None:
         summary = {"schema": SCHEMA, **summary}
-        atomic_write_text(self.summary_path, json.dumps(summary, indent=2, allow_nan=False) + "\n")
+        atomic_write_text(self.summary_path, dumps(summary, indent=2) + "\n")
 
 
 def flatten(node, prefix: str = "") -> dict:
@@ -172,7 +231,7 @@ def _metrics_row(path: Path, n: int, raw: bytes) -> dict:
         raise DamagedRecord(path.parent, f"{where} is not UTF-8 (byte 0x{raw[exc.start]:02x} at column "
                                          f"{exc.start + 1})") from None
     try:
-        row = json.loads(text)
+        row = loads(text)
     except json.JSONDecodeError as exc:
         raise DamagedRecord(path.parent, f"{where} {_json_damage(exc, text)}") from None
     if not isinstance(row, dict):
@@ -262,13 +321,36 @@ def read_summary(run_dir: Path) -> dict:
         raise DamagedRecord(run_dir, f"summary.json is not UTF-8 (byte 0x{raw[exc.start]:02x} at offset "
                                      f"{exc.start})") from None
     try:
-        summary = json.loads(text)
+        summary = loads(text)
     except json.JSONDecodeError as exc:
         damage = _json_damage(exc, text)
         if damage.startswith("is not valid"):
             damage = f"is not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno})"
         raise DamagedRecord(run_dir, f"summary.json {damage}") from None
     return check_summary(run_dir, summary)
+
+
+def run_stamp(run_dir: Path) -> str:
+    """Which run a run dir holds now: a hash of its summary.json (a run started over writes a new one).
+
+    A post-hoc tool records it in what it derives; ``stamp_mismatch`` checks it.
+    """
+    return hashlib.sha256((Path(run_dir) / "summary.json").read_bytes()).hexdigest()[:16]
+
+
+def stamp_mismatch(run_dir: Path, derived: dict, name: str) -> str | None:
+    """Why ``derived`` (e.g. analysis.json's content) is not of the run in ``run_dir`` now, or None if it is.
+
+    Files without a stamp (older bnlab) are checked by pair id only.
+    """
+    run_dir = Path(run_dir)
+    if "run_stamp" in derived:
+        if derived["run_stamp"] == run_stamp(run_dir):
+            return None
+    elif derived.get("pair_id") == read_summary(run_dir).get("pair_id"):
+        return None
+    return (f"{name} belongs to an earlier run in {run_dir} (its summary.json changed since); "
+            f"ignored: re-run the tool that wrote it")
 
 
 def find_runs(root: Path) -> list[Path]:

@@ -13,7 +13,8 @@ diverged at that step and stops; the others go on. Divergence is a result.
 Every ``train.checkpoint_every`` steps the whole state goes to
 ``checkpoints/last.pt`` (bnlab/checkpoint.py); re-running the same command on
 the same run dir resumes from it. SIGTERM/SIGINT stop the loop at the end of the
-step, write a checkpoint and exit with code 3 (bnlab/preemption.py).
+step, write a checkpoint and exit with code 3 (bnlab/preemption.py). One process
+at a time writes a run dir (bnlab/lock.py); a second one is refused.
 
 Fast path (``train.precision``, ``train.channels_last``, ``train.compile``)
 changes how the training step computes, never what the probes measure: they
@@ -33,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from bnlab import (arm_threads, checkpoint, config, console, data, freeze, init, models, norms, optim, preemption,
-                   results, tracking)
+from bnlab import (arm_threads, checkpoint, config, console, data, freeze, init, lock, models, norms, optim,
+                   preemption, results, tracking)
 from bnlab.metrics import activations, convergence, curvature, divergence, gammas, gradnorms, ics, landscape
 from bnlab.errors import BnlabError
 from bnlab.metrics._state import loss_and_grad, preserved
@@ -372,6 +373,13 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
     # -- everything that can fail on bad input happens before the first write --
     config.validate(cfg)
     out_dir = Path(out_dir) if out_dir is not None else hydra_output_dir()
+    # the lock before the first read that leads to a write; released however the run ends
+    with lock.RunLock(out_dir) as held:
+        return _run(cfg, out_dir, held)
+
+
+def _run(cfg: DictConfig, out_dir: Path, held: lock.RunLock) -> dict:
+    """``run`` with the run dir locked: resume or start over, train, write the records."""
     device = pick_device(cfg.device)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     finished = completed_summary(out_dir, cfg, resolved)
@@ -394,6 +402,9 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
         # stays deterministic without it (docs: torch.utils.deterministic).
         torch.utils.deterministic.fill_uninitialized_memory = False
     ds = data.load(cfg.data, device)
+    trained_on = data.fingerprint(ds)
+    if state is not None:
+        checkpoint.check_data(out_dir, state, trained_on)
     aug = cfg.data.augment if cfg.data.augment.enabled else None
     batches = data.Batches(ds, int(cfg.data.batch_size), seed=cfg.seed, augment=aug,
                            channels_last=bool(cfg.train.channels_last))
@@ -410,12 +421,14 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
             float(state["wall_time_s"])
 
     # -- the record and the W&B runs --
+    held.start_writing()
     record = results.RunRecord(out_dir)
     if state is not None:
         record.truncate(int(state["metrics_bytes"]))  # drop rows written after the checkpoint
-    else:
-        record.start_over()
-        checkpoint.path(out_dir).unlink(missing_ok=True)  # resume=never: an old checkpoint must not come back
+    else:  # resume=never: an old checkpoint, weights, analysis or figures must not come back
+        removed = record.start_over()
+        if removed:
+            log.info("starting over in %s: removed the earlier run's %s", out_dir, ", ".join(removed))
     record.write_config(OmegaConf.to_yaml(cfg, resolve=True))
     tracker = tracking.make(cfg.logger, out_dir, pair, resolved, [a.name for a in arms],
                             resume_ids=state["wandb_ids"] if state is not None else None)
@@ -476,7 +489,7 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
                 """The checkpoint at a step boundary: records flushed, nothing pending."""
                 return checkpoint.save(out_dir, {
                     "step": step, "config": resolved, "arms": {a.name: a.state_dict() for a in arms},
-                    "batches": batches.state_dict(), "rng": checkpoint.rng_state(device),
+                    "batches": batches.state_dict(), "rng": checkpoint.rng_state(device), "data": trained_on,
                     "metrics_bytes": record.size(), "resumes": resumes,
                     "wandb_ids": {arm: d["id"] for arm, d in tracker.describe().items()},
                     "wall_time_s": wall_before + time.time() - started,
@@ -525,6 +538,7 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
         if cfg.train.save_checkpoint:
             save_checkpoints(out_dir, arms)
         summary = make_summary(cfg, pair, ds, batches, steps, arms, started, tracker)
+        summary["data"]["sha256"] = trained_on["sha256"]  # what it trained on, wherever the files were
         summary["threads"] = threads  # an arm's float rounding depends on its intra-op thread count
         summary["wall_time_s"] = round(wall_before + summary["wall_time_s"], 3)
         summary["resumed_at_steps"] = resumes
