@@ -106,7 +106,7 @@ def preflight(args: list[str]) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from bnlab import config
+    from bnlab import config, lock
 
     try:
         variants = _variants(overrides, multirun)
@@ -115,6 +115,8 @@ def preflight(args: list[str]) -> None:
                 cfg = compose("config", overrides=ov, return_hydra_config=True)
                 out = cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir
                 _check_output_dir(str(out))
+                if not multirun:  # before Hydra writes .hydra/ and the log into a dir another run holds
+                    lock.check_free(Path(str(out)))
                 with open_dict(cfg):
                     del cfg["hydra"]
                 config.validate(cfg)

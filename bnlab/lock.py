@@ -124,6 +124,28 @@ class RunLock:
             self.fd = None
 
 
+def check_free(run_dir: Path) -> None:
+    """BnlabError naming the holder if a live process holds ``run_dir``'s lock; touches nothing.
+
+    The CLI asks before Hydra starts: Hydra writes ``.hydra/`` and the job log into the run
+    dir before ``train.run`` takes the lock, and would overwrite the holder's copies.
+    """
+    path = Path(run_dir) / NAME
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # no lock file (or none we can read): nothing to ask
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise BnlabError(f"{Path(run_dir)} is being written by another bnlab process ({holder_text(_read(fd))}); "
+                         f"wait for it to end or stop it, or choose another hydra.run.dir") from None
+    except OSError:
+        pass  # no locks on this filesystem: train.run warns
+    finally:
+        os.close(fd)  # closing drops the shared probe lock at once
+
+
 def _read(fd: int) -> dict:
     try:
         info = json.loads(os.pread(fd, 1 << 16, 0) or b"{}")

@@ -74,11 +74,14 @@ def test_a_second_writer_on_a_running_run_dir_is_refused(tmp_path, cifar_dir):
     first = start(args, tmp_path, cifar_dir)
     try:
         wait_for_step(first, run_dir, 3)
+        hydra_files = {p: p.read_bytes() for p in (run_dir / ".hydra").iterdir()}
         assert_one_line(run_bnlab(args, tmp_path, cifar_dir), f"{run_dir} is being written by another bnlab "
                         f"process (pid {first.pid} on host {socket.gethostname()}", "hydra.run.dir")
         # resume=never would delete the running run's records: refused the same way
         assert_one_line(run_bnlab([*args, "train.resume=never"], tmp_path, cifar_dir), f"pid {first.pid}")
         assert first.poll() is None, "the first run was disturbed"
+        # refused before Hydra starts: the holder's .hydra/ (config, overrides) is untouched
+        assert {p: p.read_bytes() for p in (run_dir / ".hydra").iterdir()} == hydra_files
     finally:
         res = stop(first)
     assert res.returncode == INTERRUPTED_EXIT, res.stderr  # it checkpointed and stopped as usual
