@@ -50,7 +50,8 @@ instead of into one side.
 Also printed: the paired trainer's wall-time ratio with the default probe
 cadence (``configs/metrics/default.yaml`` as is) over no probes, over one full
 period of the cadence (``--probe-steps``, default the least common multiple of
-the cadences: 200 steps; alternated over ``--rounds`` like the speed runs); model FLOP utilization (training-step FLOPs counted
+the cadences: 200 steps; alternated over ``--rounds`` like the speed runs);
+model FLOP utilization (training-step FLOPs counted
 with ``torch.utils.flop_counter.FlopCounterMode``, conv and matmul only,
 against a large ``torch.matmul`` timed in the same run); and, with
 ``--sweep-jobs``, how many small runs per minute one machine completes as a
@@ -65,6 +66,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import functools
 import io
 import math
 import os
@@ -230,27 +232,37 @@ def standard_loop(cfg, ds, device: torch.device, steps: int, warmup: int, worker
         model.train()
         opt, sched = optim.make(model.parameters(), cfg.optim, warmup + steps)
 
-        def step() -> float:
-            x, y = next(batches)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            return loss.item()  # the per-step host sync of a loop that prints its loss
-
         for _ in range(warmup):
-            step()
+            standard_step(model, opt, sched, batches, device)
         sync(device)
         t0 = time.perf_counter()
         for _ in range(steps):
-            last = step()
+            last = standard_step(model, opt, sched, batches, device)
         sync(device)
         seconds += time.perf_counter() - t0
         losses[kind] = last
     batches = loader = None  # ends the persistent workers
     return {"seconds": seconds, "images": steps * int(cfg.data.batch_size) * len(cfg.arms), "losses": losses}
+
+
+def mfu_text(flops: float | None, steps: int, peaks: dict, seconds: float, peak: str) -> str:
+    """``; X TFLOP/s = MFU Y% of PEAK peak`` for ``steps`` steps of ``flops`` each in ``seconds``, or ""."""
+    if not flops or peak not in peaks:
+        return ""
+    achieved = flops * steps / seconds
+    return f"; {achieved / 1e12:.3g} TFLOP/s = MFU {100 * achieved / peaks[peak]:.1f}% of {peak} peak"
+
+
+def standard_step(model, opt, sched, batches, device) -> float:
+    """One step of the standard loop: next batch to the device, forward, backward, SGD, its loss."""
+    x, y = next(batches)
+    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    loss = F.cross_entropy(model(x), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return loss.item()  # the per-step host sync of a loop that prints its loss
 
 
 # ----------------------------------------------------------- paired trainer ----
@@ -383,7 +395,8 @@ def bnlab_default(cfg, ds, device: torch.device, ran) -> tuple[str, str] | None:
     flops = arm_threads.forward_flops(build_model(cfg, cfg.arms[0], ds.num_classes, device), ds.train_x.shape[1:])
     n = arm_threads.workers("auto", device, len(cfg.arms), bool(cfg.train.compile), lambda: flops)
     name = "concurrent" if n else "sequential"
-    text = (f"fp32 + channels_last, train.concurrent_arms=auto steps the arms {'at once' if n else 'one after the other'}"
+    layout = "at once" if n else "one after the other"
+    text = (f"fp32 + channels_last, train.concurrent_arms=auto steps the arms {layout}"
             f" ({flops / 1e6:.3g} MFLOP forward per image per arm, auto's limit "
             f"{arm_threads.SMALL_MODEL_FLOPS / 1e6:g}; {torch.get_num_threads()} intra-op threads)")
     return (name, text) if name in ran else None
@@ -491,7 +504,8 @@ def parse_args(argv):
                          "for full width)")
     ap.add_argument("--width", type=float, default=None,
                     help="channel multiplier for every model (default: vgg11 0.25 as in the demo, resnet20 1.0)")
-    ap.add_argument("--steps", type=int, default=None, help="timed steps per arm (default 100 on CPU, steadier than short runs; 200 on GPU)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="timed steps per arm (default 100 on CPU, steadier than short runs; 200 on GPU)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps before the timed ones, both sides")
     ap.add_argument("--rounds", type=int, default=3,
                     help="the standard loop and every variant are timed in turn this many times; medians are "
@@ -617,7 +631,8 @@ def main(argv=None) -> int:
     emit("bnlab-bench: the standard torchvision CIFAR loop vs bnlab's paired trainer"
          + (" (--quick: tiny settings, the numbers mean nothing)" if args.quick else ""))
     emit(*machine_lines(device))
-    emit(f"settings: models {', '.join(f'{m} x{w:g}' for m, w in models_)}; batch {args.batch_size}; {steps} timed steps per arm after "
+    model_list = ", ".join(f"{m} x{w:g}" for m, w in models_)
+    emit(f"settings: models {model_list}; batch {args.batch_size}; {steps} timed steps per arm after "
          f"{args.warmup} warm-up steps, both sides; SGD lr {args.lr} (momentum {probe_cfg.optim.momentum}), "
          f"init {probe_cfg.init.scheme}, seed {probe_cfg.seed}; arms {list(probe_cfg.arms)}; "
          f"augmentation random crop (padding 4) + horizontal flip on both sides")
@@ -667,11 +682,7 @@ def main(argv=None) -> int:
                 emit(f"FLOPs of one step of both arms (FlopCounterMode, forward + backward, conv/matmul): "
                      f"{flops / 1e9:.3g} GFLOP ({flops / (2 * args.batch_size) / 1e6:.3g} MFLOP per image per arm)")
 
-            def mfu(seconds: float, peak: str) -> str:
-                if not flops or peak not in peaks:
-                    return ""
-                achieved = flops * steps / seconds
-                return f"; {achieved / 1e12:.3g} TFLOP/s = MFU {100 * achieved / peaks[peak]:.1f}% of {peak} peak"
+            mfu = functools.partial(mfu_text, flops, steps, peaks)
 
             # Rounds: the standard loop and every variant in turn, `--rounds` times; medians are
             # reported, so a slow spell of a shared machine hits one round, not one side.
@@ -743,12 +754,14 @@ def main(argv=None) -> int:
                     continue
 
                 def med(ts: list[float]) -> str:
-                    return f"{statistics.median(ts):.2f} s" + (f" (rounds {min(ts):.2f}-{max(ts):.2f})" if len(ts) > 1 else "")
+                    spread = f" (rounds {min(ts):.2f}-{max(ts):.2f})" if len(ts) > 1 else ""
+                    return f"{statistics.median(ts):.2f} s{spread}"
 
                 emit(f"probe cadence (fp32, {probe_steps} timed steps after the warm-up = "
                      f"{probe_steps / cadence_period(cfg):.3g} period(s) of the default cadence; medians of "
                      f"{args.rounds} round(s)): {med(t_off)} without probes, {med(t_on)} with them")
-                emit(f"ratio default probe cadence / no probes: {statistics.median(t_on) / statistics.median(t_off):.3f}")
+                ratio = statistics.median(t_on) / statistics.median(t_off)
+                emit(f"ratio default probe cadence / no probes: {ratio:.3f}")
 
         # one line per model at the end, so a reader sees the default and the fastest variant side by side
         emit("", f"== summary: the paired trainer's speed over the standard loop's (ratio of medians over "

@@ -138,7 +138,8 @@ def validate(cfg: DictConfig) -> None:
     _positive(cfg, "metrics.curvature.max_hvps", 30, integer=True)
     for mode in cfg.metrics.curvature.bn_modes:
         if mode not in ("batch", "running"):
-            raise BnlabError(f"metrics.curvature.bn_modes: unknown mode '{mode}'; use [batch], [running] or [batch,running]")
+            raise BnlabError(f"metrics.curvature.bn_modes: unknown mode '{mode}'; "
+                             f"use [batch], [running] or [batch,running]")
     _positive(cfg, "metrics.activations.histogram_every", 500, allow_none=True, integer=True)
     if cfg.metrics.activations.histogram_every and not cfg.metrics.activations.every:
         raise BnlabError("metrics.activations.histogram_every needs metrics.activations.every; set e.g. every=50")

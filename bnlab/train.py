@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -34,10 +35,24 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from bnlab import (arm_threads, checkpoint, config, console, data, freeze, init, lock, models, norms, optim,
-                   preemption, results, tracking)
-from bnlab.metrics import activations, convergence, curvature, divergence, gammas, gradnorms, ics, landscape
+from bnlab import (
+    arm_threads,
+    checkpoint,
+    config,
+    console,
+    data,
+    freeze,
+    init,
+    lock,
+    models,
+    norms,
+    optim,
+    preemption,
+    results,
+    tracking,
+)
 from bnlab.errors import BnlabError
+from bnlab.metrics import activations, convergence, curvature, divergence, gammas, gradnorms, ics, landscape
 from bnlab.metrics._state import loss_and_grad, preserved
 
 log = logging.getLogger(__name__)
@@ -264,6 +279,18 @@ def train_step(arm: Arm, x, y, due: set[str], cfg: DictConfig, step: int = 0) ->
             probe[f"ics/{layer}/l2"], probe[f"ics/{layer}/cos"] = v["l2"], v["cos"]
         arm.probe_time_s += time.perf_counter() - t0
     return out, probe
+
+
+def step_arm(arm: Arm, x, y, due: set[str], step: int, cfgs: dict[str, DictConfig]) -> None:
+    """``train_step`` of one arm (with its own config copy ``cfgs[arm.name]``), timed; its metrics and
+    probe results queued for the next flush."""
+    t0, probe_t0 = time.perf_counter(), arm.probe_time_s
+    metrics, probe = train_step(arm, x, y, due, cfgs[arm.name], step)
+    arm.pending.append((step, metrics))
+    if probe:
+        arm.probes.append((step, probe))
+    arm.train_time_s += time.perf_counter() - t0 - (arm.probe_time_s - probe_t0)
+    arm.steps_trained += 1
 
 
 def probes_at_w(arm: Arm, x, y, loss, due: set[str], cfg: DictConfig) -> dict:
@@ -505,18 +532,9 @@ def _run(cfg: DictConfig, out_dir: Path, held: lock.RunLock) -> dict:
                 lrs[step] = arms[0].sched.get_last_lr()[0]
                 due = probes_due(cfg, step)
 
-                def step_arm(arm: Arm) -> None:
-                    t0, probe_t0 = time.perf_counter(), arm.probe_time_s
-                    metrics, probe = train_step(arm, x, y, due, arm_cfg[arm.name], step)
-                    arm.pending.append((step, metrics))
-                    if probe:
-                        arm.probes.append((step, probe))
-                    arm.train_time_s += time.perf_counter() - t0 - (arm.probe_time_s - probe_t0)
-                    arm.steps_trained += 1
-
                 # on a CPU the arms step at once (train.concurrent_arms), the slowest one first
-                pool.map(step_arm, sorted((a for a in arms if a.active),
-                                          key=lambda a: -a.train_time_s / max(a.steps_trained, 1)))
+                pool.map(functools.partial(step_arm, x=x, y=y, due=due, step=step, cfgs=arm_cfg),
+                         sorted((a for a in arms if a.active), key=lambda a: -a.train_time_s / max(a.steps_trained, 1)))
                 done = step + 1
                 eval_due = done % int(cfg.train.eval_every) == 0 or done == steps
                 ckpt_due = (bool(every) and done % int(every) == 0 and done < steps) or stop.requested is not None

@@ -45,7 +45,8 @@ def test_percentiles_in_the_records(compose_cfg, tmp_path):
     assert [(r["step"], r["arm"]) for r in rows] == [(0, "bn"), (0, "none"), (5, "bn"), (5, "none")]
     for r in rows:
         for c in (0, 1):
-            assert r[f"act/features.conv3/c{c}/p15"] <= r[f"act/features.conv3/c{c}/p50"] <= r[f"act/features.conv3/c{c}/p85"]
+            p = {q: r[f"act/features.conv3/c{c}/p{q}"] for q in (15, 50, 85)}
+            assert p[15] <= p[50] <= p[85]
         assert r["act/features.conv1/std"] > 0
     # same weights and batch at step 0: the pre-norm conv1 output is identical in both arms
     assert rows[0]["act/features.conv1/mean"] == rows[1]["act/features.conv1/mean"]

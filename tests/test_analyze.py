@@ -31,7 +31,7 @@ def test_analysis_of_both_arms_in_both_bn_modes(run_dir, capsys):
     assert analyze.main([str(run_dir), *SMALL]) == 0
     res = json.loads((run_dir / "analysis/analysis.json").read_text())
     assert set(res["arms"]) == {"bn", "none"} and res["subset"]["samples"] == 64
-    for arm, a in res["arms"].items():
+    for a in res["arms"].values():
         for mode in ("batch", "running"):
             c = a["curvature"][mode]
             assert len(c["top_eigenvalues"]) == 2 and c["top_eigenvalues"][0] >= c["top_eigenvalues"][1]

@@ -65,7 +65,8 @@ def test_quick_bench_prints_speeds_ratio_and_machine(tmp_path, cifar_dir):
         for mfu in re.findall(rf"MFU {NUM}%", line):
             assert math.isfinite(float(mfu)) and float(mfu) > 0, line
     # the closing summary repeats the default's ratio and names the fastest variant that ran
-    summary = re.search(rf"^summary vgg11 x0\.125: bnlab default {NUM}x \((.+?)\); fastest {NUM}x \((.+)\)$", text, re.M)
+    summary = re.search(rf"^summary vgg11 x0\.125: bnlab default {NUM}x \((.+?)\); fastest {NUM}x \((.+)\)$",
+                        text, re.M)
     assert summary, text
     assert float(summary.group(1)) == _number(text, rf"^ratio paired/standard, bnlab default: {NUM}$")
     assert summary.group(2) == "fp32 + channels_last, arms at once (train.concurrent_arms=true)"

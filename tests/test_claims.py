@@ -43,8 +43,8 @@ def test_higher_lr_claim_follows_the_records(sweep_run):
 
     assert result["numbers"]["max_lr_bn"] == max_lr("bn")
     assert result["numbers"]["max_lr_none"] == max_lr("none")
-    expected = (claims.SUPPORTED if max_lr("bn") is not None and (max_lr("none") is None or max_lr("bn") > max_lr("none"))
-                else claims.NOT_SUPPORTED)
+    bn, none = max_lr("bn"), max_lr("none")
+    expected = claims.SUPPORTED if bn is not None and (none is None or bn > none) else claims.NOT_SUPPORTED
     assert result["verdict"] == expected
 
 

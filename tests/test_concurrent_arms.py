@@ -12,11 +12,11 @@ import threading
 
 import pytest
 import torch
+from conftest import read_jsonl
 from torch.utils.flop_counter import FlopCounterMode
 
 from bnlab import arm_threads, models, norms, train
 from bnlab.results import read_summary
-from conftest import read_jsonl
 
 # every probe, at a cadence that lands on some steps and not others
 PROBES = ["metrics.layer_norms.every=4", "metrics.landscape.every=8", "metrics.ics.every=8",

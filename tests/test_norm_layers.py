@@ -1,7 +1,7 @@
 """The norm kinds beyond PyTorch's BN: scratch BN (hand-derived backward), ghost BN, GroupNorm,
 LayerNorm, Batch Renorm, and every kind in every network with identical initial weights."""
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -360,7 +360,7 @@ def conv_linear_weights(net):
     return {n: m.weight.detach() for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
 
 
-@lru_cache(maxsize=None)
+@cache
 def reference_weights(arch):
     return conv_linear_weights(init.initialize(build(arch, "none"), KAIMING, seed=3))
 

@@ -31,8 +31,8 @@ BIN = Path(sys.executable).parent
 def tool(name: str, *args, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the installed console script ``name`` (e.g. ``bnlab-plot``) in a subprocess."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    return subprocess.run([str(BIN / name), *map(str, args)], check=False, capture_output=True, text=True, env=env, cwd=cwd,
-                          timeout=300)
+    return subprocess.run([str(BIN / name), *map(str, args)], check=False, capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=300)
 
 
 def copy_records(src: Path, dst: Path, checkpoints: bool = False) -> Path:
@@ -213,8 +213,8 @@ def test_a_damaged_analysis_json_skips_its_figures_only(sweep_run, tmp_path):
 
 def mount_tmpfs(mnt: Path, size: str) -> None:
     mnt.mkdir(parents=True)
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], check=False, capture_output=True,
-                         text=True)
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], check=False,
+                         capture_output=True, text=True)
     if res.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({res.stderr.strip() or res.returncode})")
 

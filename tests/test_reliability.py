@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import BNLAB, run_bnlab
 
 from bnlab import checkpoint, train
 from bnlab.errors import BnlabError
 from bnlab.preemption import INTERRUPTED_EXIT
-from conftest import BNLAB, run_bnlab
 
 # Long enough to be killed in the middle, short enough for CI: ~5 s of training on 2 cores.
 RUN = ["model=simple_cnn", "model.width=0.25", "data.batch_size=32", "train.steps=60", "train.log_every=3",

@@ -138,7 +138,8 @@ def test_sweep_report_has_one_summary_row_per_run_and_arm(sweep_run, sweep_repor
         rel = str(r.dir.relative_to(sweep_run))
         for arm, a in r.summary["arms"].items():
             mine = [cells for attrs, cells in rows
-                    if attrs["data-arm"] == arm and (attrs["data-run"] == rel or attrs["data-run"].startswith(rel + " ("))]
+                    if attrs["data-arm"] == arm
+                    and (attrs["data-run"] == rel or attrs["data-run"].startswith(rel + " ("))]
             assert len(mine) == 1, (rel, arm)
             cells = mine[0]
             assert cells[col["final test acc"]] == f"{a['final_test_acc']:.4f}"
@@ -285,7 +286,8 @@ PROBE_BODY = """<script>window.addEventListener("load", function () {
   pre.id = "result";
   pre.textContent = JSON.stringify({
     images: imgs.length,
-    broken: imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); }).map(function (i) { return i.alt; }),
+    broken: imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); })
+                .map(function (i) { return i.alt; }),
     undecoded: imgs.filter(function (i, k) { return !(pixelStd[k] > 0); }).map(function (i) { return i.alt; }),
     pixel_std: pixelStd,
     sizes: imgs.map(function (i) { return [i.naturalWidth, i.naturalHeight]; }),

@@ -230,7 +230,7 @@ def check_offline_fallback(out: Path, res, url: str, why: str) -> None:
     assert line.startswith("bnlab: warning: W&B") and url in line and why in line
     assert f"wandb sync {out / 'wandb'}/offline-run-*" in line
     summary = check_records(out)
-    for arm, info in summary["wandb"].items():
+    for info in summary["wandb"].values():
         assert info["mode"] == "offline" and why in info["fallback"], info
     # the offline runs hold every logged step: training steps 0..11 and the final eval at 12
     runs = wandb_records.read_all(out / "wandb")

@@ -33,6 +33,7 @@ leaves the model bitwise as it found it (``_state.preserved``).
 
 from __future__ import annotations
 
+import collections
 from contextlib import contextmanager
 
 import torch
@@ -293,8 +294,7 @@ def hutchinson_trace(model, loss_fn, inputs, targets, num_samples=100, bn_mode="
 
 def _quadrature(matvec, start: torch.Tensor, steps: int) -> tuple[list[float], list[float]]:
     """Gauss quadrature from m Lanczos steps: nodes theta_i = eig(T_m), weights tau_i = U[0, i]^2."""
-    for t, _ in _lanczos(matvec, start, steps):
-        pass
+    (t, _), = collections.deque(_lanczos(matvec, start, steps), maxlen=1)  # the last T_m of the run
     theta, u = torch.linalg.eigh(t)
     return theta.tolist(), (u[0] ** 2).tolist()
 
