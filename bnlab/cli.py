@@ -95,11 +95,13 @@ def _check_output_dir(path: str) -> None:
         fail(f"output dir {path}: {p} is not writable; choose another hydra.run.dir / hydra.sweep.dir")
 
 
-def preflight(args: list[str]) -> None:
-    """Guard the console, then compose and validate the config(s) of this command line; exit 2 on bad input."""
+def preflight(args: list[str]) -> bool:
+    """Guard the console, then compose and validate the config(s) of this command line; exit 2 on bad input.
+
+    Returns whether a ``-m`` sweep's jobs go to SLURM (``hydra/launcher=slurm``, ``slurm_local``, ...)."""
     console.guard_stdout()  # first: a closed or full stdout must not fail anything that follows
     if any(a.split("=", 1)[0] in _PASS_THROUGH for a in args):
-        return
+        return False
     multirun = any(a in ("-m", "--multirun") for a in args)
     overrides = [a for a in args if not a.startswith("-")]
     from hydra import compose, initialize_config_module
@@ -113,6 +115,7 @@ def preflight(args: list[str]) -> None:
         with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
             for ov in variants:
                 cfg = compose("config", overrides=ov, return_hydra_config=True)
+                to_slurm = multirun and "SlurmLauncher" in str(cfg.hydra.launcher.get("_target_", ""))
                 out = cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir
                 _check_output_dir(str(out))
                 if not multirun:  # before Hydra writes .hydra/ and the log into a dir another run holds
@@ -124,6 +127,7 @@ def preflight(args: list[str]) -> None:
         fail(str(exc))
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
         fail(one_line(exc))
+    return to_slurm
 
 
 class SweepJobFailed(CompactHydraException):
@@ -177,7 +181,10 @@ def main() -> None:
 
     # relative data paths mean "from here": made absolute before any job runs elsewhere
     sys.argv[1:] = absolute_data_args(sys.argv[1:])
-    preflight(sys.argv[1:])
+    if preflight(sys.argv[1:]):
+        from bnlab import slurm
+
+        slurm.check_accounting()  # the SLURM launcher polls job states from this process
     _app()
 
 

@@ -30,13 +30,14 @@ DBD_CONF=/etc/slurm/slurmdbd.conf
 MARK="# written by bnlab scripts/slurm_cluster.sh"
 CLUSTER=bnlab
 DB_PASS_FILE=$HOME_DIR/db_pass
+CHANGED=0  # set when up rewrites a config file
 
 say() { echo "slurm_cluster: $*"; }
 die() { echo "slurm_cluster: error: $*" >&2; exit 2; }
 
 alive() {  # alive NAME: the process recorded for NAME runs
     local f=$PIDS/$1.pid
-    [[ -s $f ]] && kill -0 "$(cat "$f")" 2>/dev/null
+    [[ -s $f ]] && kill -0 "$(cat "$f" 2>/dev/null)" 2>/dev/null
 }
 
 wait_for() {  # wait_for SECONDS WHAT COMMAND...: poll until COMMAND succeeds
@@ -69,7 +70,8 @@ write_conf() {  # write_conf FILE MODE: stdin into FILE unless a config bnlab di
         die "$file exists and was not written by bnlab; move it away or start the cluster yourself"
     fi
     mkdir -p "$(dirname "$file")"
-    printf '%s\n%s\n' "$MARK" "$new" >"$file.tmp" && chmod "$mode" "$file.tmp" && mv "$file.tmp" "$file"
+    printf '%s\n%s\n' "$MARK" "$new" >"$file.tmp" && chmod "$mode" "$file.tmp"
+    if cmp -s "$file.tmp" "$file"; then rm "$file.tmp"; else mv "$file.tmp" "$file" && CHANGED=1; fi
 }
 
 configure() {
@@ -92,9 +94,10 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
 ReturnToService=2
-# submitit requeues preempted and timed-out jobs with scontrol requeue
+# submitit requeues preempted and timed-out jobs with scontrol requeue; a requeued job waits
+# cred_expire seconds before it may start again (default 120): short on the test cluster
 JobRequeue=1
-# time limits are checked every 5 s (default 30): the test cluster's jobs are short
+AuthInfo=cred_expire=10
 OverTimeLimit=0
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
@@ -138,12 +141,16 @@ start_munge() {
 
 start_mariadb() {
     alive mariadb && return
-    mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
+    # mariadbd drops to the mysql user: its PID file and log live in a folder of that user's
+    local own=$HOME_DIR/mariadb
+    mkdir -p /run/mysqld "$own" && chown mysql:mysql /run/mysqld "$own"
     [[ -d /var/lib/mysql/mysql ]] || mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
+    rm -f "$own/mariadb.pid"
     mariadbd --user=mysql --datadir=/var/lib/mysql --socket=/run/mysqld/mysqld.sock \
-        --pid-file="$PIDS/mariadb.pid" --log-error="$LOGS/mariadb.log" --bind-address=127.0.0.1 &
+        --pid-file="$own/mariadb.pid" --log-error="$own/mariadb.log" --bind-address=127.0.0.1 &>>"$own/mariadb.log" &
     disown
     wait_for 30 MariaDB mariadb -e "SELECT 1"
+    cp "$own/mariadb.pid" "$PIDS/mariadb.pid"
     mariadb <<EOF
 CREATE DATABASE IF NOT EXISTS slurm_acct_db;
 CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$(cat "$DB_PASS_FILE")';
@@ -170,15 +177,17 @@ up() {
     [[ $(id -u) == 0 ]] || die "run as root (it installs packages and starts daemons)"
     install_packages
     configure
+    # a rewritten config reaches running daemons by a restart (scontrol reconfigure skips some keys,
+    # e.g. AuthInfo's cred_expire)
+    ((CHANGED == 0)) || stop slurmd slurmctld slurmdbd
     start_munge
     start_mariadb
     start_slurm
     say "up: $(sinfo -h -N -o '%N %t %c CPUs %m MB') ; accounting: $(sacctmgr -n list cluster format=cluster | xargs)"
 }
 
-down() {
-    # in the reverse order of up; only the PIDs up recorded
-    for name in slurmd slurmctld slurmdbd mariadb munged; do
+stop() {  # stop NAME...: the processes up recorded for them
+    for name in "$@"; do
         if alive "$name"; then
             kill "$(cat "$PIDS/$name.pid")"
             for ((i = 0; i < 80; i++)); do alive "$name" || break; sleep 0.25; done
@@ -187,6 +196,8 @@ down() {
         rm -f "$PIDS/$name.pid"
     done
 }
+
+down() { stop slurmd slurmctld slurmdbd mariadb munged; }  # the reverse order of up
 
 status() {
     local rc=0
