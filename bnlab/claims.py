@@ -420,7 +420,7 @@ def load_config(path: Path | None = None) -> dict:
 
     BnlabError (one line) for a file that is not YAML or not a mapping, an unknown key, or a
     threshold that is not a finite number (a count must be a positive integer, a confidence in (0, 1),
-    a ratio margin > 0).
+    a ratio margin finite and > 0).
     """
     cfg = yaml.safe_load(_default_text())
     if path is None:
@@ -450,7 +450,7 @@ def _threshold(where: str, key: str, value) -> float | int:
     elif key in FRACTION_KEYS:
         ok, want = ok and 0 < value < 1, "a number in (0, 1)"
     elif key in RATIO_KEYS:
-        ok, want = ok and value > 0, "a ratio > 0"
+        ok, want = ok and value > 0, "a finite number > 0 (a ratio)"
     if not ok:
         raise BnlabError(f"{where}: {key}={value!r} must be {want}; see configs/claims/default.yaml")
     return value

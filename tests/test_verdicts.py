@@ -127,7 +127,8 @@ def test_windows_are_judged_separately_and_disagreement_is_flagged(tmp_path):
     # the plain arm's band is 3x smaller than BN's early, 30x larger late
     for s in SEEDS:
         jitter = math.exp(noise(s, 0.1))
-        rows = landscape_rows(1500, 25, {"bn": lambda t: 0.1, "none": lambda t, j=jitter: j * (0.03 if t < 750 else 3.0)})
+        band = {"bn": lambda t: 0.1, "none": lambda t, j=jitter: j * (0.03 if t < 750 else 3.0)}
+        rows = landscape_rows(1500, 25, band)
         write_run(tmp_path / f"r{s}", seed=s, experiment="santurkar_fig4", rows=rows,
                   arms={"bn": arm(0.5, 200), "none": arm(0.5, 300)})
     res, out = claims_cli(tmp_path)
@@ -170,7 +171,8 @@ def test_the_experiment_of_an_older_record_comes_from_an_unambiguous_folder(tmp_
                    arms={"bn": arm(0.6), "none": arm(0.5)})
     ambiguous = write_run(tmp_path / "results" / "santurkar_fig4" / "santurkar_fig1", experiment=None,
                           arms={"bn": arm(0.6), "none": arm(0.5)})
-    nowhere = write_run(tmp_path / "elsewhere" / "santurkar_fig1", experiment=None, arms={"bn": arm(0.6), "none": arm(0.5)})
+    nowhere = write_run(tmp_path / "elsewhere" / "santurkar_fig1", experiment=None,
+                        arms={"bn": arm(0.6), "none": arm(0.5)})
     assert evidence.experiment_of(Run(ok))[0] == "santurkar_fig1"
     assert evidence.experiment_of(Run(ambiguous))[0] is None and evidence.experiment_of(Run(nowhere))[0] is None
     res, out = claims_cli(tmp_path)
@@ -211,3 +213,13 @@ def test_the_probes_record_the_scale_free_measures():
             p -= 0.5 * g
     res = ics.internal_covariate_shift(model, loss_fn, x, y, before, grads, ["2.weight"])["2.weight"]
     assert res["rel"] == pytest.approx(res["l2"] / grads["2.weight"].norm().item(), rel=1e-5) and res["rel"] > 0
+
+
+def test_a_ratio_margin_must_be_positive(tmp_path):
+    accuracy_runs(tmp_path / "runs", effect=0.1, seeds=range(1))
+    cfg = tmp_path / "claims.yaml"
+    cfg.write_text("landscape_min_ratio: 0\n")  # log10(0): no margin at all
+    res, out = claims_cli(tmp_path / "runs", "--config", cfg)
+    assert res.returncode == 2 and not out
+    assert res.stderr.strip() == (f"bnlab-claims: error: --config {cfg}: landscape_min_ratio=0 must be a finite "
+                                  "number > 0 (a ratio); see configs/claims/default.yaml")
