@@ -18,20 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import statistics
 import sys
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
-import yaml
-
 from bnlab import evidence, posthoc, stats
 from bnlab.analysis import activation_drift, ics_median, landscape_medians
+from bnlab.claims_config import default_config, load_config, margin_reasons  # noqa: F401  (load_config re-exported)
 from bnlab.errors import BnlabError
 from bnlab.results import Run, load_runs
 from bnlab.stats import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED  # noqa: F401  (re-exported)
@@ -64,9 +61,9 @@ class Claim:
     effect: str                   # one seed's effect, in words (oriented: the paper's direction is larger)
     scale: str                    # DIFFERENCE or LOG_RATIO
     margin: str                   # key of the margin in the claims config
-    measure: Callable             # (run, cfg, window) -> Eff | Skip; per_seed: (runs of one seed, cfg) -> ...
+    measure: Callable             # (run, cfg, window) -> Eff | Skip; with a grid: (runs of one grid, cfg) -> ...
     arms: tuple[str, ...] = ("bn", "none")
-    per_seed: bool = False        # the effect spans runs of one seed (an lr or batch grid)
+    grid: tuple[str, ...] = ()    # config keys one effect spans within a seed (an lr or batch grid)
     windowed: bool = False        # a time series: judged early, late and whole
 
 
@@ -136,7 +133,7 @@ def window_of(run: Run, name: str) -> tuple[float, float] | None:
        "bn vs none over an lr grid, one seed: equal init, data order, batch and length at each lr",
        "log10(largest lr at which bn trains / largest at which none trains); 'trains': not diverged and "
        "test acc >= trains_acc; an arm that trains at no lr counts as half the smallest lr",
-       LOG_RATIO, "lr_min_ratio", per_seed=True)
+       LOG_RATIO, "lr_min_ratio", grid=("optim.lr",))
 def bn_higher_lr(runs, cfg):
     by_lr = {r.summary["lr"]: r for r in runs}
     if len(by_lr) < 2:
@@ -246,7 +243,7 @@ def activations_drift(run, cfg, window=None):
 @claim("bn_needs_large_batches", "BN's advantage needs large batches", "Wu & He 2018", ["batch_size_dependence"],
        "bn vs group_norm over a batch grid, one seed: equal init and epochs, lr scaled with the batch",
        "(bn - group_norm test acc at the largest batch) - (the same at the smallest batch)", DIFFERENCE,
-       "batch_margin", arms=("bn", "group_norm"), per_seed=True)
+       "batch_margin", arms=("bn", "group_norm"), grid=("data.batch_size", "optim.lr"))
 def bn_large_batches(runs, cfg):
     by_batch = {r.summary["batch_size"]: r for r in runs}
     if len(by_batch) < 2:
@@ -271,12 +268,12 @@ def bn_only(run, cfg, window=None):
 
 
 def seed_outcome(c: Claim, runs: list[Run], cfg: dict, window: str) -> Eff | Skip:
-    """One seed's effect: the claim's per-seed measure, or the mean over its runs' (cells') effects."""
-    if c.per_seed:
-        cells = defaultdict(list)  # the grid's other settings (e.g. width) held equal within a cell
+    """One seed's effect: the mean over its cells' effects (a cell: one run, or one grid of runs)."""
+    if c.grid:
+        grids = defaultdict(list)  # runs that differ only in the grid's keys (other settings held equal)
         for r in runs:
-            cells[evidence.trajectory_key(r, ("optim.lr", "data.batch_size", "seed"))].append(r)
-        outs = [c.measure(rs, cfg) for rs in cells.values()]
+            grids[evidence.trajectory_key(r, c.grid)].append(r)
+        outs = [c.measure(rs, cfg) for rs in grids.values()]
     else:
         outs = [c.measure(r, cfg, window_of(r, window)) for r in runs]
     effs = [o for o in outs if isinstance(o, Eff)]
@@ -334,15 +331,18 @@ def judge_experiment(c: Claim, experiment: str, runs: list[Run], cfg: dict, root
     return {
         "experiment": experiment, "verdict": whole["verdict"], "n": whole["n"], "reason": whole["reason"],
         "per_seed": whole["per_seed"], "no_effect": whole["no_effect"], "estimate": sig(whole["estimate"]),
-        "interval": [sig(x) for x in whole["interval"]] if whole["interval"] else None,
-        "sign_test_p": sig(whole["sign_test_p"]), "margin_on_scale": sig(margin),
+        "interval": _sig_all(whole["interval"]), "sign_test_p": sig(whole["sign_test_p"]),
+        "margin_on_scale": sig(margin),
         "windows": {w: {"n": s["n"], "estimate": sig(s["estimate"]), "verdict": s["verdict"],
-                        "interval": [sig(x) for x in s["interval"]] if s["interval"] else None,
-                        "per_seed": [p["value"] for p in s["per_seed"]]} for w, s in windows.items()}
-        if c.windowed else {},
+                        "interval": _sig_all(s["interval"]), "per_seed": [p["value"] for p in s["per_seed"]]}
+                    for w, s in windows.items()} if c.windowed else {},
         "windows_disagree": disagree(windows, margin),
         "runs_used": [evidence.label(r, root) for r in kept], "runs_ignored": ignored, "_kept": kept,
     }
+
+
+def _sig_all(xs: list | None) -> list | None:
+    return None if xs is None else [sig(x) for x in xs]
 
 
 def evaluate_claim(c: Claim, runs: list[Run], cfg: dict, root: Path) -> dict:
@@ -362,9 +362,7 @@ def evaluate_claim(c: Claim, runs: list[Run], cfg: dict, root: Path) -> dict:
     evals = sorted((judge_experiment(c, e, rs, cfg, root) for e, rs in by_exp.items()),
                    key=lambda ev: (-ev["n"], order.index(ev["experiment"]) if ev["experiment"] in order else 99))
     if not evals:
-        evals = [{"experiment": None, "verdict": INCONCLUSIVE, "n": 0, "per_seed": [], "no_effect": {},
-                  "estimate": None, "interval": None, "sign_test_p": None, "margin_on_scale": sig(margin_value(c, cfg)),
-                  "windows": {}, "windows_disagree": False, "runs_used": [], "runs_ignored": {}, "_kept": [],
+        evals = [{**judge_experiment(c, None, [], cfg, root),
                   "reason": f"no run of {', '.join(c.experiments)} (nor one naming this claim in claims_tested)"}]
     main, others = evals[0], evals[1:]
     for ev in others:
@@ -377,83 +375,27 @@ def evaluate_claim(c: Claim, runs: list[Run], cfg: dict, root: Path) -> dict:
 
 
 def with_display(c: Claim, result: dict, cfg: dict) -> dict:
-    """The claim's fields for readers: rule, margin and reason, ratios shown as ratios."""
-    margin = cfg[c.margin]
+    """The claim's fields for readers: rule, margin and its reason, ratios shown as ratios."""
     ratio = c.scale == LOG_RATIO
-    shown = (lambda x: None if x is None else sig(10 ** x)) if ratio else sig
+
+    def shown(x):
+        return None if x is None else sig(10 ** x) if ratio else sig(x)
+
+    margin = f"{cfg[c.margin]:g}x" if ratio else f"{margin_value(c, cfg):g}"
     rule = (f"per seed: {c.effect}. SUPPORTED when the {cfg['confidence']:.0%} interval of the mean over seeds "
-            f"lies above {'-' if c.margin == 'noisy_bn_tolerance' else ''}{margin:g}{'x' if ratio else ''}, NOT "
-            f"SUPPORTED when it lies below; >= {cfg['min_seeds']} seeds")
-    numbers = {"n": result["n"], "estimate": shown(result["estimate"]),
-               "interval": [shown(x) for x in result["interval"]] if result["interval"] else None,
-               "margin": f"{margin:g}{'x' if ratio else ''}",
+            f"lies above {margin}, NOT SUPPORTED when it lies below; >= {cfg['min_seeds']} seeds")
+    numbers = {"n": result["n"], "estimate": shown(result["estimate"]), "margin": margin,
+               "interval": None if result["interval"] is None else [shown(x) for x in result["interval"]],
                "per_seed": [shown(p["value"]) for p in result["per_seed"]]}
     if any(p["se"] is not None for p in result["per_seed"]):
         numbers["per_seed_binomial_se"] = [p["se"] for p in result["per_seed"]]
+    default = default_config()[c.margin]
+    reason = margin_reasons().get(c.margin, "")
+    if cfg[c.margin] != default:
+        reason = f"set by --config (the default {default:g}: {reason})"
     return {"id": c.id, "claim": c.text, "paper": c.paper, "experiments": list(c.experiments),
             "compares": c.compares, "effect": c.effect, "measure": c.scale, "rule": rule,
-            "margin": margin, "margin_reason": margin_reasons().get(c.margin, "set by --config"),
-            **result, "numbers": numbers}
-
-
-# ----------------------------------------------------------------- config ----
-
-
-# thresholds that are counts, and those strictly between 0 and 1; every other one is any finite number
-COUNT_KEYS = ("min_probes", "min_seeds", "bootstrap_resamples")
-FRACTION_KEYS = ("confidence",)
-RATIO_KEYS = ("lr_min_ratio", "divergence_min_ratio", "speedup_min_ratio", "landscape_min_ratio", "beta_min_ratio",
-              "ics_min_ratio", "drift_min_ratio")
-
-
-def _default_text() -> str:
-    return (resources.files("bnlab.configs") / "claims/default.yaml").read_text()
-
-
-def margin_reasons() -> dict[str, str]:
-    """The one-line reason after each key in configs/claims/default.yaml (its trailing comment)."""
-    return dict(re.findall(r"^(\w+):[^#\n]*#\s*(.+)$", _default_text(), flags=re.M))
-
-
-def load_config(path: Path | None = None) -> dict:
-    """The thresholds: the defaults, overridden by the keys of the YAML file ``path``.
-
-    BnlabError (one line) for a file that is not YAML or not a mapping, an unknown key, or a
-    threshold that is not a finite number (a count must be a positive integer, a confidence in (0, 1),
-    a ratio margin finite and > 0).
-    """
-    cfg = yaml.safe_load(_default_text())
-    if path is None:
-        return cfg
-    where = f"--config {path}"
-    try:
-        given = yaml.safe_load(Path(path).read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        mark = getattr(exc, "problem_mark", None)
-        what = f"line {mark.line + 1}: {getattr(exc, 'problem', '')}" if mark else exc.__class__.__name__
-        raise BnlabError(f"{where} is not a readable YAML file ({what}); fix it or pass another file") from None
-    if not isinstance(given, dict):
-        raise BnlabError(f"{where} must be a mapping of thresholds (e.g. 'min_probes: 5'), not "
-                         f"{type(given).__name__}; see configs/claims/default.yaml")
-    for key, value in given.items():
-        if key not in cfg:
-            raise BnlabError(f"{where}: unknown threshold {key!r}; known: {', '.join(cfg)}")
-        cfg[key] = _threshold(where, key, value)
-    return cfg
-
-
-def _threshold(where: str, key: str, value) -> float | int:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    want = "a finite number"
-    if key in COUNT_KEYS:
-        ok, want = ok and isinstance(value, int) and value >= 1, "a positive integer"
-    elif key in FRACTION_KEYS:
-        ok, want = ok and 0 < value < 1, "a number in (0, 1)"
-    elif key in RATIO_KEYS:
-        ok, want = ok and value > 0, "a finite number > 0 (a ratio)"
-    if not ok:
-        raise BnlabError(f"{where}: {key}={value!r} must be {want}; see configs/claims/default.yaml")
-    return value
+            "margin": cfg[c.margin], "margin_reason": reason, **result, "numbers": numbers}
 
 
 # ----------------------------------------------------------------- driver ----

@@ -223,3 +223,14 @@ def test_a_ratio_margin_must_be_positive(tmp_path):
     assert res.returncode == 2 and not out
     assert res.stderr.strip() == (f"bnlab-claims: error: --config {cfg}: landscape_min_ratio=0 must be a finite "
                                   "number > 0 (a ratio); see configs/claims/default.yaml")
+
+
+def test_an_lr_grid_gives_one_effect_per_seed(tmp_path):
+    # per seed: both arms train at lr 0.1; at 0.5 the plain arm diverges
+    for s in SEEDS:
+        for lr, none in ((0.1, arm(0.45)), (0.5, arm(None, None, True))):
+            write_run(tmp_path / f"s{s}-lr{lr}", seed=s, lr=lr, arms={"bn": arm(0.5 + noise(s, 0.01)), "none": none})
+    res, out = claims_cli(tmp_path)
+    c = out["bn_higher_lr"]
+    assert c["verdict"] == claims.SUPPORTED and c["n"] == 5 and len(c["runs_used"]) == 10
+    assert [round(10 ** p["value"], 3) for p in c["per_seed"]] == [5.0] * 5  # 0.5 / 0.1 in every seed
