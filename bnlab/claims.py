@@ -355,7 +355,7 @@ def evaluate_claim(c: Claim, runs: list[Run], cfg: dict, root: Path) -> dict:
         elif exp is None:
             ignored[evidence.label(r, root)] = f"experiment unknown ({how})"
         elif exp not in c.experiments:
-            ignored[evidence.label(r, root)] = f"experiment {exp}: this claim reads {', '.join(c.experiments)}"
+            ignored[evidence.label(r, root)] = f"{evidence.OTHER_EXPERIMENT} {exp}"
         else:
             by_exp[exp].append(r)
     order = list(c.experiments)

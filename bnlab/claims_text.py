@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from bnlab.evidence import OTHER_EXPERIMENT
 from bnlab.stats import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
 
 DASH = "-"
@@ -51,22 +52,27 @@ def windows(c: dict) -> str:
     return text + (" - WINDOWS DISAGREE" if c["windows_disagree"] else "")
 
 
-def ignored_by_reason(c: dict) -> dict[str, list[str]]:
-    groups = defaultdict(list)
-    for run, why in c["runs_ignored"].items():
-        groups[why].append(run)
-    return dict(groups)
+def runs(c: dict, limit: int = 6, name_others: bool = False) -> str:
+    """Runs used, then runs ignored grouped by reason (at most ``limit`` names per group).
 
-
-def runs(c: dict, limit: int = 6) -> str:
-    """Runs used, then runs ignored grouped by reason (at most ``limit`` names per group)."""
+    Runs of experiments the claim does not read are counted per experiment, named only with ``name_others``.
+    """
 
     def names(xs):
         return ", ".join(xs[:limit]) + (f" and {len(xs) - limit} more" if len(xs) > limit else "")
 
-    used = f"used {len(c['runs_used'])}: {names(c['runs_used'])}" if c["runs_used"] else "used none"
-    ignored = [f"ignored {len(xs)} ({why}): {names(xs)}" for why, xs in ignored_by_reason(c).items()]
-    return "; ".join([used, *ignored])
+    groups, others = defaultdict(list), defaultdict(int)
+    for run, why in c["runs_ignored"].items():
+        if why.startswith(OTHER_EXPERIMENT) and not name_others:
+            others[why[len(OTHER_EXPERIMENT):].strip()] += 1
+        else:
+            groups[why].append(run)
+    parts = [f"used {len(c['runs_used'])}: {names(c['runs_used'])}" if c["runs_used"] else "used none"]
+    if others:
+        parts.append(f"ignored {sum(others.values())} of experiments this claim does not read ("
+                     + ", ".join(f"{e} {k}" for e, k in sorted(others.items())) + ")")
+    parts += [f"ignored {len(xs)} ({why}): {names(xs)}" for why, xs in groups.items()]
+    return "; ".join(parts)
 
 
 def to_markdown(results: list[dict]) -> str:
@@ -86,24 +92,30 @@ def to_markdown(results: list[dict]) -> str:
                   f"- rule: {c['rule']}", f"- margin {margin(c)}: {c['margin_reason']}",
                   f"- verdict: {c['verdict']}" + (f" ({c['reason']})" if c["reason"] else "")
                   + (f"; exact sign test p = {c['sign_test_p']:.3g}" if c["sign_test_p"] is not None else ""),
-                  f"- scale: {c['scale']}", f"- runs: {runs(c, limit=50)}"]
+                  f"- scale: {c['scale']}", f"- runs: {runs(c, limit=50, name_others=True)}"]
         lines += [f"- also judged: experiment {a['experiment']}, n = {a['n']}, {a['verdict']}" for a in c["also"]]
         lines.append("")
     return "\n".join(lines)
 
 
 def print_table(results: list[dict]) -> None:
+    """One small field/value table per claim (readable in 80 columns), under a "bnlab claims" rule."""
     from rich import get_console
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title="bnlab claims", show_lines=True)
-    for col in ("claim", "experiment", "n", "per-seed effects", "estimate [95% interval]", "margin", "windows",
-                "verdict", "runs", "scale"):
-        table.add_column(col, overflow="fold")
+    console = get_console()
+    console.rule("bnlab claims")
     colors = {SUPPORTED: "green", NOT_SUPPORTED: "red", INCONCLUSIVE: "yellow"}
     for c in results:
-        cells = [c["claim"], c["experiment"] or DASH, str(c["n"]), per_seed(c), estimate(c), margin(c), windows(c)]
-        table.add_row(*map(escape, cells), f"[{colors[c['verdict']]}]{c['verdict']}[/]",
-                      escape(runs(c)), escape(c["scale"]))
-    get_console().print(table)
+        table = Table(title=f"[bold]{escape(c['id'])}[/]: [{colors[c['verdict']]}]{c['verdict']}[/]",
+                      show_header=False, title_justify="left", expand=True)
+        table.add_column("field", style="dim", no_wrap=True)
+        table.add_column("value", overflow="fold", ratio=1)
+        for field, value in (("claim", f"{c['claim']} ({c['paper']})"), ("experiment", c["experiment"] or DASH),
+                             ("n", str(c["n"])), ("per-seed effects", per_seed(c)),
+                             ("estimate [95% interval]", estimate(c)),
+                             ("margin", f"{margin(c)}: {c['margin_reason']}"), ("windows", windows(c)),
+                             ("runs", runs(c)), ("scale", c["scale"])):
+            table.add_row(field, escape(value))
+        console.print(table)

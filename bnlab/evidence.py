@@ -27,6 +27,7 @@ NOT_IN_TRAJECTORY = ("train.steps", "train.epochs", "train.log_every", "train.ev
                      "arms", "hydra")
 LENGTH = ("train.steps", "train.epochs")
 UNKNOWN = "(unknown)"
+OTHER_EXPERIMENT = "another experiment:"  # why a claim ignores a run of an experiment it does not read
 
 
 @cache

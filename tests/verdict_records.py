@@ -69,7 +69,7 @@ def landscape_rows(steps: int, every: int, band: dict, loss: float = 2.0) -> lis
 
 def claims_cli(root: Path, *args) -> tuple[subprocess.CompletedProcess, dict]:
     """``bnlab-claims ROOT`` in a subprocess; the result and claims.json by claim id."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "400"}  # wide: a table cell is not folded
     res = subprocess.run([str(BIN / "bnlab-claims"), str(root), *map(str, args)], capture_output=True, text=True,
                          env=env, timeout=120, check=False)
     out = root / "claims.json"
