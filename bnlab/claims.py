@@ -383,7 +383,8 @@ def with_display(c: Claim, result: dict, cfg: dict) -> dict:
 
     margin = f"{cfg[c.margin]:g}x" if ratio else f"{margin_value(c, cfg):g}"
     rule = (f"per seed: {c.effect}. SUPPORTED when the {cfg['confidence']:.0%} interval of the mean over seeds "
-            f"lies above {margin}, NOT SUPPORTED when it lies below; >= {cfg['min_seeds']} seeds")
+            f"lies above {margin} and the exact sign test of the seeds agrees (p <= {1 - cfg['confidence']:.2g}), "
+            f"NOT SUPPORTED when both say below; >= {cfg['min_seeds']} seeds")
     numbers = {"n": result["n"], "estimate": shown(result["estimate"]), "margin": margin,
                "interval": None if result["interval"] is None else [shown(x) for x in result["interval"]],
                "per_seed": [shown(p["value"]) for p in result["per_seed"]]}

@@ -85,7 +85,8 @@ def to_markdown(results: list[dict]) -> str:
         lines.append("| " + " | ".join(x.replace("|", "/") for x in cells) + " |")
     lines += ["", "n = independent seeds behind the comparison (copies and prefixes of one trajectory count once); "
               "the interval is a 95% bootstrap interval of the mean per-seed effect; SUPPORTED needs it wholly "
-              "beyond the margin in the paper's direction.", ""]
+              "beyond the margin in the paper's direction and the seeds to agree (exact sign test p <= 0.05: with "
+              "5 seeds, all 5 beyond the margin); NOT SUPPORTED the same on the other side.", ""]
     for c in results:
         lines += [f"### `{c['id']}`: {c['claim']}", "",
                   f"- paper: {c['paper']}; reads: {', '.join(c['experiments'])}; compares: {c['compares']}",

@@ -259,10 +259,11 @@ def claims_section(results: list[dict]) -> str:
             f"margins in <code>configs/claims/default.yaml</code>). {tally}. n counts independent seeds (copies "
             "and prefixes of one training trajectory count once); per seed one paired effect, bn against its "
             "comparison arm in the same run; the interval is a 95% bootstrap interval of their mean. SUPPORTED "
-            "needs the interval wholly beyond the margin in the paper's direction, NOT SUPPORTED wholly on the "
-            "other side; anything else, or fewer than the minimum seeds, is INCONCLUSIVE: the records do not "
-            "decide, which is not a failed claim. Time-series claims show an early (first third), late (last "
-            "third) and whole-run verdict. Every verdict holds only at the scale stated beside it.</p>"
+            "needs the interval wholly beyond the margin in the paper's direction and the seeds to agree (exact "
+            "sign test p &lt;= 0.05), NOT SUPPORTED the same on the other side; anything else, or fewer than "
+            "the minimum seeds, is INCONCLUSIVE: the records do not decide, which is not a failed claim. "
+            "Time-series claims show an early (first third), late (last third) and whole-run verdict. Every "
+            "verdict holds only at the scale stated beside it.</p>"
             + table(CLAIM_HEADERS, rows, "claims"))
 
 

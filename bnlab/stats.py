@@ -7,15 +7,19 @@ seeds:
 - estimate: the mean effect (for a log10 ratio: the log of the geometric-mean ratio);
 - interval: a percentile bootstrap interval of the mean (``scipy.stats.bootstrap``,
   ``confidence`` = 0.95 by default, a fixed resampling seed so a verdict never
-  changes between two reads of the same records). Chosen over the exact sign /
-  Wilcoxon intervals because those cannot reach 95% at all with fewer than 6
-  seeds (with n = 5 the widest, [min, max], holds 93.75%); the bootstrap is
-  known to be somewhat narrow at n = 3-5, so ``sign_test_p`` (exact one-sided
-  binomial test of "the effect exceeds the margin", ties with the margin dropped)
-  is reported beside it for a reader who wants the distribution-free view;
-- verdict (``judge``): SUPPORTED when the whole interval lies beyond the margin
-  in the paper's direction, NOT SUPPORTED when it lies wholly on the other side,
-  INCONCLUSIVE otherwise, and always INCONCLUSIVE below ``min_seeds``.
+  changes between two reads of the same records). An exact distribution-free
+  interval (sign test or Wilcoxon) cannot reach 95% with fewer than 6 seeds
+  (with n = 5 the widest, [min, max], holds 93.75%), so it cannot be the interval;
+- the exact sign test guards the bootstrap, which is known to be narrow at n = 3-5
+  (with 5 seeds, four at +1 and one at -0.5 give a bootstrap interval above 0):
+  ``sign_test_p`` is the exact one-sided binomial p of "the seeds fall beyond the
+  margin in the paper's direction" (seeds exactly at the margin dropped);
+- verdict (``judge``, then ``summarize``): SUPPORTED when the whole interval lies
+  beyond the margin in the paper's direction AND the sign test in that direction
+  has p <= 1 - confidence (with 5 seeds: all five beyond the margin, p = 1/32);
+  NOT SUPPORTED when the interval lies wholly on the other side and the sign test
+  in that direction agrees; INCONCLUSIVE otherwise, with the reason, and always
+  below ``min_seeds``.
 """
 
 from __future__ import annotations
@@ -40,13 +44,16 @@ def interval(effects: list[float], confidence: float = 0.95, resamples: int = 99
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def sign_test_p(effects: list[float], margin: float) -> float | None:
-    """Exact one-sided sign test: P(at least this many of the effects above ``margin`` | median = margin)."""
+def sign_test_p(effects: list[float], margin: float, alternative: str = "greater") -> float | None:
+    """Exact one-sided sign test: P(this many effects or more beyond ``margin`` | each side has chance 1/2).
+
+    ``alternative``: "greater" (effects above the margin) or "less"; effects equal to the margin are dropped.
+    """
     from scipy import stats
 
-    above = sum(1 for e in effects if e > margin)
+    beyond = sum(1 for e in effects if (e > margin if alternative == "greater" else e < margin))
     n = sum(1 for e in effects if e != margin)
-    return float(stats.binomtest(above, n, 0.5, alternative="greater").pvalue) if n else None
+    return float(stats.binomtest(beyond, n, 0.5, alternative="greater").pvalue) if n else None
 
 
 def judge(low: float, high: float, margin: float) -> str:
@@ -71,9 +78,18 @@ def summarize(effects: list[float], margin: float, min_seeds: int, confidence: f
                          if n else "no seed gave evidence")
         return out
     low, high = interval(effects, confidence, resamples)
-    out.update(interval=[low, high], sign_test_p=sign_test_p(effects, margin), verdict=judge(low, high, margin))
-    if out["verdict"] == INCONCLUSIVE:
+    verdict = judge(low, high, margin)
+    out.update(interval=[low, high], sign_test_p=sign_test_p(effects, margin), verdict=verdict)
+    if verdict == INCONCLUSIVE:
         out["reason"] = "the interval contains the margin"
+        return out
+    side = "greater" if verdict == SUPPORTED else "less"
+    p = sign_test_p(effects, margin, side)
+    if p > 1 - confidence:  # never None here: the interval cleared the margin, so some seed did
+        beyond = sum(1 for e in effects if (e > margin if side == "greater" else e < margin))
+        out["verdict"] = INCONCLUSIVE
+        out["reason"] = (f"the interval lies {'above' if side == 'greater' else 'below'} the margin, but only "
+                         f"{beyond} of {n} seeds do (exact sign test p = {p:.3g} > {1 - confidence:.2g})")
     return out
 
 

@@ -64,6 +64,17 @@ def test_a_clear_effect_over_5_seeds_is_supported_with_interval_and_binomial_se(
     assert out["bn_higher_accuracy"]["verdict"] == claims.NOT_SUPPORTED
 
 
+def test_one_seed_on_the_other_side_keeps_a_bootstrap_verdict_inconclusive(tmp_path):
+    # four seeds +0.1, one -0.05: the bootstrap interval of the mean lies above 0 (n = 5 is small), but
+    # 4 of 5 seeds beyond the margin is exact sign test p = 6/32 > 0.05
+    for s, diff in enumerate([0.1, 0.1, 0.1, 0.1, -0.05]):
+        write_run(tmp_path / f"r{s}", seed=s, arms={"bn": arm(0.5 + diff, 200), "none": arm(0.5, 400)})
+    res, out = claims_cli(tmp_path)
+    c = out["bn_higher_accuracy"]
+    assert c["interval"][0] > 0 and c["sign_test_p"] == pytest.approx(6 / 32)
+    assert c["verdict"] == claims.INCONCLUSIVE and "only 4 of 5 seeds" in c["reason"]
+
+
 def test_ties_are_no_evidence(tmp_path):
     # seeds 0-4: bn faster; seeds 5-7: both reach the target at the same (final) evaluation
     for s in range(8):
