@@ -94,16 +94,6 @@ def fmt_time(v) -> str:
     return "\u2014" if v is None else f"{v:.2f}"
 
 
-def fmt_number(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, list):
-        return "[" + ", ".join(fmt_number(x) for x in v) + "]"
-    if v is None:
-        return "null"
-    return str(v)
-
-
 # ------------------------------------------------------------------- runs ----
 
 
