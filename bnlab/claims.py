@@ -1,49 +1,84 @@
 """``bnlab-claims DIR``: verdicts on published claims about BatchNorm, from run records only.
 
-Each claim of ../shared/SCIENCE.md that records can speak to is a rule: a
-function of the runs under DIR and the thresholds in ``configs/claims/default.yaml``.
-A verdict is SUPPORTED, NOT SUPPORTED, or INCONCLUSIVE when the records lack
-the evidence (no runs with the needed arms, probes, learning rates or batch
-sizes). Every verdict carries the numbers behind it and the scale they were
-measured at (runs, seeds, data set size, steps, models), so a small CPU-scale
-result is never mistaken for the paper's.
+Each claim of ../shared/SCIENCE.md that records can speak to reads its own
+experiment(s) (``Claim.experiments``, or runs whose config names it in
+``claims_tested``) and compares arms of one run (equal init, data order, lr,
+batch and length). Runs of other experiments are ignored, never pooled; copies
+and prefixes of one trajectory count once (``bnlab.evidence``). Per seed, one
+paired effect (a difference, or a log10 ratio); over seeds, an estimate and a
+95% interval; the verdict compares the interval with the claim's margin
+(``bnlab.stats``; margins and their reasons in ``configs/claims/default.yaml``).
+Time-series claims are judged early (first third of the run), late (last third)
+and over the whole run. Every verdict carries the runs used and ignored (and
+why), and the scale they were measured at.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
 from collections import defaultdict
-from importlib import resources
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
-import yaml
-
-from bnlab import posthoc
-from bnlab.analysis import landscape_medians
+from bnlab import evidence, posthoc, stats
+from bnlab.analysis import activation_drift, ics_median, landscape_medians
+from bnlab.claims_config import default_config, load_config, margin_reasons  # noqa: F401  (load_config re-exported)
 from bnlab.errors import BnlabError
-from bnlab.results import Run, dumps, finite, load_runs
+from bnlab.results import Run, dumps, load_runs
+from bnlab.stats import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED  # noqa: F401  (re-exported)
 
-SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "SUPPORTED", "NOT SUPPORTED", "INCONCLUSIVE"
-CLAIMS = []
+DIFFERENCE, LOG_RATIO = "difference", "log10 ratio"
+WINDOWS = ("early", "late", "whole")
 
 
-def claim(cid: str, text: str, paper: str):
+class Eff(NamedTuple):
+    """One paired effect (on the claim's scale) and its standard error when known (accuracies)."""
+
+    value: float
+    se: float | None = None
+
+
+class Skip(NamedTuple):
+    """No effect from this run: a tie (``tie``; no evidence either way) or missing evidence."""
+
+    tie: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    text: str
+    paper: str
+    experiments: tuple[str, ...]  # the experiments it reads (plus runs naming it in claims_tested)
+    compares: str                 # what one comparison holds equal
+    effect: str                   # one seed's effect, in words (oriented: the paper's direction is larger)
+    scale: str                    # DIFFERENCE or LOG_RATIO
+    margin: str                   # key of the margin in the claims config
+    measure: Callable             # (run, cfg, window) -> Eff | Skip; with a grid: (runs of one grid, cfg) -> ...
+    arms: tuple[str, ...] = ("bn", "none")
+    grid: tuple[str, ...] = ()    # config keys one effect spans within a seed (an lr or batch grid)
+    windowed: bool = False        # a time series: judged early, late and whole
+
+
+CLAIMS: list[Claim] = []
+
+
+def claim(cid, text, paper, experiments, compares, effect, scale, margin, **kw):
     def register(fn):
-        CLAIMS.append((cid, text, paper, fn))
+        CLAIMS.append(Claim(cid, text, paper, tuple(experiments), compares, effect, scale, margin, fn, **kw))
         return fn
 
     return register
 
 
-def verdict(v: str, rule: str, numbers: dict, runs: list[Run]) -> dict:
-    return {"verdict": v, "rule": rule, "numbers": numbers, "scale": scale(runs), "runs": len(runs)}
-
-
 def scale(runs: list[Run]) -> str:
+    """The scale behind a verdict: runs, data, models, steps, seeds."""
     if not runs:
         return "no runs"
     data = {f"{r.summary['data']['name']} ({r.summary['data']['train_size']} train / "
@@ -57,320 +92,320 @@ def scale(runs: list[Run]) -> str:
 
 def sig(x: float | None) -> float | None:
     """4 significant digits: readable in tables, precise enough for any ratio's size."""
-    return None if x is None else float(f"{x:.4g}")
+    return None if x is None or not math.isfinite(x) else float(f"{x:.4g}")
 
 
-def with_arms(runs: list[Run], *arms: str) -> list[Run]:
-    return [r for r in runs if all(a in r.summary["arms"] for a in arms)]
+# ------------------------------------------------------------- measures ----
 
 
-def acc(run: Run, arm: str) -> float | None:
-    a = run.summary["arms"][arm]
-    return None if a["diverged"] else a["final_test_acc"]
+def final_acc(run: Run, arm: str) -> float | None:
+    """Final test accuracy; a diverged arm is at chance (1 / classes) when the record names the classes."""
+    a, classes = run.summary["arms"][arm], run.summary["data"].get("num_classes")
+    return 1 / classes if a["diverged"] and classes else a["final_test_acc"]
 
 
-def paired(runs: list[Run], better, rule: str, cfg: dict, arm_a="bn", arm_b="none") -> dict:
-    """A per-pair comparison counted over runs: SUPPORTED if BN wins in min_pair_fraction of them."""
-    pairs = [(r, better(r)) for r in with_arms(runs, arm_a, arm_b)]
-    pairs = [(r, w) for r, w in pairs if w is not None]
-    if not pairs:
-        return verdict(INCONCLUSIVE, rule, {"pairs": 0}, [])
-    wins = sum(1 for _, w in pairs if w)
-    frac = wins / len(pairs)
-    v = SUPPORTED if frac >= cfg["min_pair_fraction"] else NOT_SUPPORTED
-    return verdict(v, rule + f" in >= {cfg['min_pair_fraction']:.0%} of pairs",
-                   {"pairs": len(pairs), "bn_wins": wins, "fraction": sig(frac)}, [r for r, _ in pairs])
+def acc_diff(run: Run, a: str, b: str) -> Eff | Skip:
+    """acc(a) - acc(b) with the binomial standard error of the difference on this test set."""
+    pa, pb = final_acc(run, a), final_acc(run, b)
+    if pa is None or pb is None:
+        return Skip(False, "an arm has no final test accuracy")
+    if run.summary["arms"][a]["diverged"] and run.summary["arms"][b]["diverged"]:
+        return Skip(True, "both arms diverged")
+    m = run.summary["data"]["test_size"]
+    return Eff(pa - pb, math.hypot(stats.binomial_se(pa, m), stats.binomial_se(pb, m)))
 
 
-# ------------------------------------------------------------------ claims ----
+def log_ratio(num: float | None, den: float | None, what: str) -> Eff | Skip:
+    if num is None or den is None or num <= 0 or den <= 0:
+        return Skip(False, f"no positive {what} in both arms")
+    return Eff(math.log10(num / den))
+
+
+def window_of(run: Run, name: str) -> tuple[float, float] | None:
+    """Steps of a window: early = first third of the run, late = last third, whole = None."""
+    n = run.summary["steps"]
+    return {"early": (0, n / 3), "late": (2 * n / 3, n)}.get(name)
 
 
 @claim("bn_higher_lr", "BN trains at a higher learning rate than no-BN",
-       "Santurkar et al. 2018; Bjorck et al. 2018; Ioffe & Szegedy 2015")
+       "Santurkar et al. 2018; Bjorck et al. 2018; Ioffe & Szegedy 2015", ["santurkar_fig1"],
+       "bn vs none over an lr grid, one seed: equal init, data order, batch and length at each lr",
+       "log10(largest lr at which bn trains / largest at which none trains); 'trains': not diverged and "
+       "test acc >= trains_acc; an arm that trains at no lr counts as half the smallest lr",
+       LOG_RATIO, "lr_min_ratio", grid=("optim.lr",))
 def bn_higher_lr(runs, cfg):
-    rule = (f"largest lr at which an arm trains (no divergence, test acc >= {cfg['trains_acc']}) "
-            "is higher for bn than for none")
-    groups = defaultdict(list)
-    for r in with_arms(runs, "bn", "none"):
-        groups[r.summary["lr"]].append(r)
-    if len(groups) < 2:
-        return verdict(INCONCLUSIVE, rule + " (needs runs at >= 2 learning rates)", {"lrs": sorted(groups)},
-                       [r for rs in groups.values() for r in rs])
+    by_lr = {r.summary["lr"]: r for r in runs}
+    if len(by_lr) < 2:
+        return Skip(False, f"needs >= 2 learning rates, has {sorted(by_lr)}")
 
-    def trains(arm, rs):  # in every seed at that lr
-        return all((a := acc(r, arm)) is not None and a >= cfg["trains_acc"] for r in rs)
+    def best(arm):
+        ok = [lr for lr, r in by_lr.items() if not r.summary["arms"][arm]["diverged"]
+              and (final_acc(r, arm) or 0) >= cfg["trains_acc"]]
+        return max(ok, default=min(by_lr) / 2)
 
-    best = {arm: max([lr for lr, rs in groups.items() if trains(arm, rs)], default=None) for arm in ("bn", "none")}
-    used = [r for rs in groups.values() for r in rs]
-    if best["bn"] is None:
-        return verdict(NOT_SUPPORTED, rule, {"max_lr_bn": None, "max_lr_none": best["none"],
-                                             "lrs": sorted(groups)}, used)
-    v = SUPPORTED if best["none"] is None or best["bn"] > best["none"] else NOT_SUPPORTED
-    return verdict(v, rule, {"max_lr_bn": best["bn"], "max_lr_none": best["none"], "lrs": sorted(groups)}, used)
+    bn, none = best("bn"), best("none")
+    return Skip(True, f"both arms train up to the same lr {bn:g}") if bn == none else Eff(math.log10(bn / none))
 
 
-@claim("bn_divergence_eta", "BN tolerates larger steps at initialization (divergence probe)",
-       "Bjorck et al. 2018")
-def bn_divergence_eta(runs, cfg):
-    rule = "at step 0 the first step size eta with L(w - eta g)/L(w) > threshold is larger for bn (none = never)"
-
-    def first(run, arm):
+@claim("bn_divergence_eta", "BN tolerates larger steps at initialization (divergence probe)", "Bjorck et al. 2018",
+       ["init_sensitivity"], "bn vs none in one run at step 0: same weights up to BN, same batch",
+       "log10(first eta with L(w - eta g)/L(w) > threshold, bn / none) at step 0, mean over the run's cells; "
+       "an arm that never diverges on the grid counts as one grid step past its end",
+       LOG_RATIO, "divergence_min_ratio")
+def bn_divergence_eta(run, cfg, window=None):
+    def first(arm):
         rows = [r for r in run.rows(arm, "probe", "divergence/first_divergent_eta") if r["step"] == 0]
-        if not rows:
-            return None
-        return rows[0]["divergence/first_divergent_eta"] or float("inf")
+        return rows[0]["divergence/first_divergent_eta"] if rows else False
 
-    def better(run):
-        bn, none = first(run, "bn"), first(run, "none")
-        if bn is None or none is None or bn == none == float("inf"):
-            return None  # no probe, or neither arm diverged on the grid: no evidence
-        return bn > none
-
-    return paired(runs, better, rule, cfg)
-
-
-@claim("bn_higher_accuracy", "BN reaches a higher final test accuracy", "Santurkar et al. 2018 (Fig. 1)")
-def bn_higher_accuracy(runs, cfg):
-    def better(run):
-        bn, none = acc(run, "bn"), acc(run, "none")
-        if bn is None:
-            return False
-        return none is None or bn > none
-
-    return paired(runs, better, "final test accuracy of bn > none (a diverged arm loses)", cfg)
+    bn, none = first("bn"), first("none")
+    if bn is False or none is False:
+        return Skip(False, "no divergence probe at step 0")
+    if bn == none:
+        return Skip(True, "neither arm diverges on the grid" if bn is None else f"both diverge at eta {bn:g}")
+    c = run.get("metrics.divergence", {}) or {}
+    lo, hi, k = c.get("eta_min", 1e-5), c.get("eta_max", 1.0), c.get("points", 11)
+    past_end = hi * (hi / lo) ** (1 / max(k - 1, 1))
+    return Eff(math.log10((bn or past_end) / (none or past_end)))
 
 
-@claim("bn_faster_to_target", "BN reaches a target accuracy in fewer steps", "Ioffe & Szegedy 2015")
-def bn_faster_to_target(runs, cfg):
-    def better(run):
-        a = run.summary["arms"]
-        bn, none = a["bn"]["steps_to_target"], a["none"]["steps_to_target"]
-        if bn is None and none is None:
-            return None  # neither reached it: no evidence either way
-        return none is None or (bn is not None and bn < none)
-
-    return paired(runs, better, "steps to summary.target_acc (test) smaller for bn; never = infinite", cfg)
+@claim("bn_higher_accuracy", "BN reaches a higher final test accuracy", "Santurkar et al. 2018 (Fig. 1)",
+       ["santurkar_fig1", "demo"], "bn vs none in one run: equal init, data order, lr, batch and length",
+       "final test acc of bn - none (a diverged arm is at chance), mean over the run's cells", DIFFERENCE,
+       "accuracy_margin")
+def bn_higher_accuracy(run, cfg, window=None):
+    return acc_diff(run, "bn", "none")
 
 
-def ratio_verdict(ratios: list[float], used: list, rule: str, threshold: float, ratio_key: str, empty_key: str,
-                  strict: bool = False, **numbers) -> dict:
-    """The median of per-run ratios against ``threshold`` (``>=``, or ``>`` when ``strict``).
-
-    INCONCLUSIVE with ``{empty_key: 0}`` when no run had the evidence, never SUPPORTED.
-    """
-    if not ratios:
-        return verdict(INCONCLUSIVE, rule, {empty_key: 0}, [])
-    ratio = statistics.median(ratios)
-    ok = ratio > threshold if strict else ratio >= threshold
-    return verdict(SUPPORTED if ok else NOT_SUPPORTED, rule, {ratio_key: sig(ratio), **numbers}, used)
-
-
-def _landscape(runs, cfg, key, what):
-    rule = (f"median over probes of {what}: none / bn >= {cfg['landscape_min_ratio']} "
-            f"(>= {cfg['min_probes']} probes per arm)")
-    ratios, used = [], []
-    for r in with_arms(runs, "bn", "none"):
-        med = landscape_medians(r.dir)
-        if all(med.get(a, {}).get("probes", 0) >= cfg["min_probes"] and med[a][key] for a in ("bn", "none")):
-            ratios.append(med["none"][key] / med["bn"][key])
-            used.append(r)
-    return ratio_verdict(ratios, used, rule, cfg["landscape_min_ratio"], "ratio_none_over_bn", "runs_with_probes",
-                         per_run=[sig(x) for x in ratios])
+@claim("bn_faster_to_target", "BN reaches a target accuracy in fewer steps", "Ioffe & Szegedy 2015",
+       ["santurkar_fig1", "demo"], "bn vs none in one run: equal init, data order, lr, batch and length",
+       "log10(steps to target_acc of none / bn); an arm that never reaches it counts as the run's length + 1 "
+       "(conservative); the same step (e.g. both at the last evaluation) is a tie", LOG_RATIO, "speedup_min_ratio")
+def bn_faster_to_target(run, cfg, window=None):
+    a, never = run.summary["arms"], run.summary["steps"] + 1
+    bn, none = a["bn"]["steps_to_target"], a["none"]["steps_to_target"]
+    if bn == none:
+        return Skip(True, "neither arm reaches the target" if bn is None else f"both reach it at step {bn}")
+    return Eff(math.log10(max(none or never, 1) / max(bn or never, 1)))
 
 
-@claim("landscape_band_smaller", "BN's loss landscape band along the gradient is smaller",
-       "Santurkar et al. 2018 (Fig. 4a)")
-def landscape_band_smaller(runs, cfg):
-    return _landscape(runs, cfg, "loss_band", "loss_max - loss_min")
+def _landscape(key: str):
+    def measure(run, cfg, window=None):
+        med = landscape_medians(run.dir, rows=run.metrics, min_step=window and window[0],
+                                max_step=window and window[1])
+        probes = min(med.get(a, {}).get("probes", 0) for a in ("bn", "none"))
+        if probes < cfg["min_probes"]:
+            return Skip(False, f"{probes} landscape probe(s) per arm in the window < min_probes {cfg['min_probes']}")
+        return log_ratio(med["none"][key], med["bn"][key], key)
+
+    return measure
 
 
-@claim("beta_eff_smaller", "BN's effective beta-smoothness is smaller", "Santurkar et al. 2018 (Fig. 4c)")
-def beta_eff_smaller(runs, cfg):
-    return _landscape(runs, cfg, "beta_eff", "beta_eff")
+LANDSCAPE_COMPARES = "bn vs none in one run, probed at the same steps on each arm's own batch of the same data order"
+claim("landscape_band_smaller", "BN's loss landscape band along the gradient is smaller",
+      "Santurkar et al. 2018 (Fig. 4a)", ["santurkar_fig4"], LANDSCAPE_COMPARES,
+      "log10(none / bn) of the median over probes of (loss_max - loss_min) / L(w) (scale-free band)",
+      LOG_RATIO, "landscape_min_ratio", windowed=True)(_landscape("loss_band_rel"))
+claim("beta_eff_smaller", "BN's effective beta-smoothness is smaller", "Santurkar et al. 2018 (Fig. 4c)",
+      ["santurkar_fig4"], LANDSCAPE_COMPARES, "log10(none / bn) of the median over probes of beta_eff",
+      LOG_RATIO, "beta_min_ratio", windowed=True)(_landscape("beta_eff"))
 
 
-@claim("noisy_bn_trains_like_bn", "Noisy BN trains about as well as BN", "Santurkar et al. 2018 (Fig. 2)")
-def noisy_bn(runs, cfg):
-    tol = cfg["noisy_bn_tolerance"]
-    rule = f"final test acc of noisy_bn >= bn - {tol} in every run with both arms"
-    rs = with_arms(runs, "bn", "noisy_bn")
-    if not rs:
-        return verdict(INCONCLUSIVE, rule, {"runs": 0}, [])
-    gaps = [(acc(r, "bn") or 0.0) - (acc(r, "noisy_bn") or 0.0) for r in rs]
-    v = SUPPORTED if all(g <= tol for g in gaps) else NOT_SUPPORTED
-
-    def batch_stats_acc(run, arm):  # the same test set, normalized with batch statistics (noise off)
-        rows = run.rows(arm, "test", "acc_batch_stats")
-        return rows[-1]["acc_batch_stats"] if rows else None
-
-    bs = [(batch_stats_acc(r, "bn"), batch_stats_acc(r, "noisy_bn")) for r in rs]
-    return verdict(v, rule, {"acc_gap_bn_minus_noisy": [sig(g) for g in gaps],
-                             "acc_batch_stats_bn_noisy": [[sig(a), sig(b)] for a, b in bs]}, rs)
+@claim("noisy_bn_trains_like_bn", "Noisy BN trains about as well as BN", "Santurkar et al. 2018 (Fig. 2)",
+       ["santurkar_noisy_bn"], "noisy_bn vs bn in one run: equal init, data order, lr, batch and length",
+       "final test acc of noisy_bn - bn (above -noisy_bn_tolerance: about as well)", DIFFERENCE,
+       "noisy_bn_tolerance", arms=("bn", "noisy_bn"))
+def noisy_bn(run, cfg, window=None):
+    return acc_diff(run, "noisy_bn", "bn")
 
 
 @claim("ics_not_smaller_with_bn", "Internal covariate shift is not smaller with BN",
-       "Santurkar et al. 2018 (Fig. 3)")
-def ics_not_smaller(runs, cfg):
-    rule = (f"median over probes and layers of ||G - G'||: bn / none >= {cfg['ics_min_ratio']} "
-            f"(>= {cfg['min_probes']} probes per arm)")
-
-    def med(run, arm, suffix):
-        vals = [v for r in run.rows(arm, "probe") for k, v in r.items()
-                if k.startswith("ics/") and k.endswith(suffix) and finite(v)]
-        return statistics.median(vals) if vals else None
-
-    def probes(run, arm):
-        return sum(1 for x in run.rows(arm, "probe") if any(k.startswith("ics/") for k in x))
-
-    ratios, cos, used = [], [], []
-    for r in with_arms(runs, "bn", "none"):
-        bn, none = med(r, "bn", "/l2"), med(r, "none", "/l2")
-        if not bn or not none or min(probes(r, "bn"), probes(r, "none")) < cfg["min_probes"]:
-            continue
-        ratios.append(bn / none)
-        cos.append((med(r, "bn", "/cos"), med(r, "none", "/cos")))
-        used.append(r)
-    return ratio_verdict(ratios, used, rule, cfg["ics_min_ratio"], "ratio_bn_over_none", "runs_with_ics",
-                         median_cos_bn_none=[[sig(a), sig(b)] for a, b in cos])
+       "Santurkar et al. 2018 (Fig. 3)", ["santurkar_fig4"], LANDSCAPE_COMPARES,
+       "log10(bn / none) of the median over probes and layers of ||G - G'|| / ||G|| (scale-free ICS)",
+       LOG_RATIO, "ics_min_ratio", windowed=True)
+def ics_not_smaller(run, cfg, window=None):
+    (bn, pb), (none, pn) = (ics_median(run.metrics, a, "rel", window) for a in ("bn", "none"))
+    if min(pb, pn) < cfg["min_probes"]:
+        return Skip(False, f"{min(pb, pn)} probe(s) with ics/<layer>/rel per arm in the window < min_probes "
+                           f"{cfg['min_probes']} (records before the scale-free ICS have none)")
+    return log_ratio(bn, none, "relative ICS")
 
 
 @claim("activations_drift_less", "BN's pre-activation percentiles drift less over training",
-       "Ioffe & Szegedy 2015 (Fig. 1)")
-def activations_drift(runs, cfg):
-    rule = (f"drift = (max - min over training of the p50 trace) / median of (p85 - p15), averaged over tracked "
-            f"channels; none / bn > {cfg['drift_min_ratio']}")
-
-    def drift(run, arm):
-        keys = sorted({k[: -len("/p50")] for r in run.rows(arm, "train") for k in r if k.endswith("/p50")})
-        ds = []
-        for base in keys:
-            rows = run.rows(arm, "train", f"{base}/p50")
-            p50 = [r[f"{base}/p50"] for r in rows]
-            spread = statistics.median(r[f"{base}/p85"] - r[f"{base}/p15"] for r in rows)
-            if len(p50) >= cfg["min_probes"] and spread > 0:
-                ds.append((max(p50) - min(p50)) / spread)
-        return statistics.mean(ds) if ds else None
-
-    ratios, used = [], []
-    for r in with_arms(runs, "bn", "none"):
-        bn, none = drift(r, "bn"), drift(r, "none")
-        if bn is not None and none is not None and bn > 0:
-            ratios.append(none / bn)
-            used.append(r)
-    return ratio_verdict(ratios, used, rule, cfg["drift_min_ratio"], "drift_ratio_none_over_bn",
-                         "runs_with_activations", strict=True)
+       "Ioffe & Szegedy 2015 (Fig. 1)", ["ioffe_fig1"], "bn vs none in one run: equal init, data order and lr",
+       "log10(none / bn) of the drift = (max - min of the p50 trace) / median (p85 - p15), mean over channels",
+       LOG_RATIO, "drift_min_ratio", windowed=True)
+def activations_drift(run, cfg, window=None):
+    bn, none = (activation_drift(run.metrics, a, cfg["min_probes"], window) for a in ("bn", "none"))
+    return log_ratio(none, bn, "drift")
 
 
-@claim("bn_needs_large_batches", "BN's advantage needs large batches", "Wu & He 2018")
+@claim("bn_needs_large_batches", "BN's advantage needs large batches", "Wu & He 2018", ["batch_size_dependence"],
+       "bn vs group_norm over a batch grid, one seed: equal init and epochs, lr scaled with the batch",
+       "(bn - group_norm test acc at the largest batch) - (the same at the smallest batch)", DIFFERENCE,
+       "batch_margin", arms=("bn", "group_norm"), grid=("data.batch_size", "optim.lr"))
 def bn_large_batches(runs, cfg):
-    ref = "group_norm" if with_arms(runs, "bn", "group_norm") else "none"
-    rule = (f"bn - {ref} final test accuracy at the largest batch exceeds that at the smallest batch by "
-            f">= {cfg['batch_margin']} (mean over seeds; needs >= 2 batch sizes)")
-    by_batch = defaultdict(list)
-    for r in with_arms(runs, "bn", ref):
-        by_batch[r.summary["batch_size"]].append((acc(r, "bn") or 0.0) - (acc(r, ref) or 0.0))
-    used = with_arms(runs, "bn", ref)
+    by_batch = {r.summary["batch_size"]: r for r in runs}
     if len(by_batch) < 2:
-        return verdict(INCONCLUSIVE, rule, {"batch_sizes": sorted(by_batch)}, used)
-    adv = {b: sig(statistics.mean(v)) for b, v in sorted(by_batch.items())}
-    big, small = max(adv), min(adv)
-    v = SUPPORTED if adv[big] - adv[small] >= cfg["batch_margin"] else NOT_SUPPORTED
-    return verdict(v, rule, {"reference_arm": ref, "bn_advantage_by_batch": adv}, used)
+        return Skip(False, f"needs >= 2 batch sizes, has {sorted(by_batch)}")
+    big, small = (acc_diff(by_batch[b], "bn", "group_norm") for b in (max(by_batch), min(by_batch)))
+    if isinstance(big, Skip) or isinstance(small, Skip):
+        return Skip(False, "an arm has no final accuracy at the largest or smallest batch")
+    return Eff(big.value - small.value, math.hypot(big.se, small.se))
 
 
 @claim("bn_only_beats_random", "Training only BN's gamma and beta beats training as many random weights",
-       "Frankle, Schwab & Morcos 2021")
-def bn_only(runs, cfg):
-    rule = f"final test acc of bn (only gamma/beta) > bn-random + {cfg['bn_only_margin']} in every run"
-    rs = [r for r in with_arms(runs, "bn", "bn-random") if r.get("train.only_norm_params")]
-    if not rs:
-        return verdict(INCONCLUSIVE, rule, {"runs": 0}, [])
-    pairs = [(acc(r, "bn") or 0.0, acc(r, "bn-random") or 0.0) for r in rs]
-    v = SUPPORTED if all(a > b + cfg["bn_only_margin"] for a, b in pairs) else NOT_SUPPORTED
-    small = [r.summary["arms"]["bn"].get("final_gamma_frac_below_0.01") for r in rs]
-    return verdict(v, rule, {"acc_bn_only_vs_random": [[sig(a), sig(b)] for a, b in pairs],
-                             "gamma_frac_below_0.01": small}, rs)
+       "Frankle, Schwab & Morcos 2021", ["bn_only_training"],
+       "bn (only gamma/beta trained) vs bn-random (as many random weights) in one run",
+       "final test acc of bn - bn-random", DIFFERENCE, "bn_only_margin", arms=("bn", "bn-random"))
+def bn_only(run, cfg, window=None):
+    if not run.get("train.only_norm_params"):
+        return Skip(False, "train.only_norm_params is off")
+    return acc_diff(run, "bn", "bn-random")
+
+
+# ---------------------------------------------------------------- judge ----
+
+
+def seed_outcome(c: Claim, runs: list[Run], cfg: dict, window: str) -> Eff | Skip:
+    """One seed's effect: the mean over its cells' effects (a cell: one run, or one grid of runs)."""
+    if c.grid:
+        grids = defaultdict(list)  # runs that differ only in the grid's keys (other settings held equal)
+        for r in runs:
+            grids[evidence.trajectory_key(r, c.grid)].append(r)
+        outs = [c.measure(rs, cfg) for rs in grids.values()]
+    else:
+        outs = [c.measure(r, cfg, window_of(r, window)) for r in runs]
+    effs = [o for o in outs if isinstance(o, Eff)]
+    if not effs:
+        ties = [o for o in outs if o.tie]
+        return ties[0] if ties else outs[0]
+    se = [e.se for e in effs]
+    return Eff(statistics.fmean(e.value for e in effs),
+               None if None in se else math.sqrt(sum(s * s for s in se)) / len(se))
+
+
+def margin_value(c: Claim, cfg: dict) -> float:
+    """The margin on the effect's scale (a ratio margin becomes log10; a tolerance a negative bound)."""
+    m = cfg[c.margin]
+    if c.scale == LOG_RATIO:
+        return math.log10(m)
+    return -m if c.margin == "noisy_bn_tolerance" else m
+
+
+def disagree(windows: dict, margin: float) -> bool:
+    """Windows disagree: different verdicts, or estimates on both sides of the margin (even when n is small)."""
+    sides = {s["estimate"] > margin for s in windows.values() if s["estimate"] is not None}
+    return len({s["verdict"] for s in windows.values()}) > 1 or len(sides) > 1
+
+
+def judge_experiment(c: Claim, experiment: str, runs: list[Run], cfg: dict, root: Path) -> dict:
+    """The claim on one experiment's runs: trajectories, per-seed effects, intervals per window."""
+    ignored, usable = {}, []
+    for r in runs:
+        missing = [a for a in c.arms if a not in r.summary["arms"]]
+        if missing:
+            ignored[evidence.label(r, root)] = f"lacks arm(s) {', '.join(missing)}"
+        else:
+            usable.append(r)
+    kept, copies = evidence.one_per_trajectory(usable, root)
+    ignored.update(copies)
+    by_seed = defaultdict(list)
+    for r in kept:
+        by_seed[r.summary["seed"]].append(r)
+    margin = margin_value(c, cfg)
+    windows = {}
+    for w in WINDOWS if c.windowed else ("whole",):
+        outcomes = {s: seed_outcome(c, rs, cfg, w) for s, rs in sorted(by_seed.items())}
+        effs = {s: o for s, o in outcomes.items() if isinstance(o, Eff)}
+        summary = stats.summarize([e.value for e in effs.values()], margin, cfg["min_seeds"], cfg["confidence"],
+                                  cfg["bootstrap_resamples"])
+        summary["per_seed"] = [{"seed": s, "value": sig(e.value), "se": sig(e.se),
+                                "runs": [evidence.label(r, root) for r in by_seed[s]]} for s, e in effs.items()]
+        summary["no_effect"] = {str(s): ("tie: " if o.tie else "no evidence: ") + o.reason
+                                for s, o in outcomes.items() if isinstance(o, Skip)}
+        if not effs and summary["no_effect"]:
+            summary["reason"] = "no seed gave evidence: " + "; ".join(sorted(set(summary["no_effect"].values())))
+        windows[w] = summary
+    whole = windows["whole"]
+    return {
+        "experiment": experiment, "verdict": whole["verdict"], "n": whole["n"], "reason": whole["reason"],
+        "per_seed": whole["per_seed"], "no_effect": whole["no_effect"], "estimate": sig(whole["estimate"]),
+        "interval": _sig_all(whole["interval"]), "sign_test_p": sig(whole["sign_test_p"]),
+        "margin_on_scale": sig(margin),
+        "windows": {w: {"n": s["n"], "estimate": sig(s["estimate"]), "verdict": s["verdict"],
+                        "interval": _sig_all(s["interval"]), "per_seed": [p["value"] for p in s["per_seed"]]}
+                    for w, s in windows.items()} if c.windowed else {},
+        "windows_disagree": disagree(windows, margin),
+        "runs_used": [evidence.label(r, root) for r in kept], "runs_ignored": ignored, "_kept": kept,
+    }
+
+
+def _sig_all(xs: list | None) -> list | None:
+    return None if xs is None else [sig(x) for x in xs]
+
+
+def evaluate_claim(c: Claim, runs: list[Run], cfg: dict, root: Path) -> dict:
+    """The claim's verdict on the experiment(s) it reads; every other run is listed as ignored, with why."""
+    ignored, by_exp = {}, defaultdict(list)
+    for r in runs:
+        exp, how = evidence.experiment_of(r)
+        if c.id in evidence.claims_tested(r):
+            by_exp[exp or evidence.UNKNOWN].append(r)
+        elif exp is None:
+            ignored[evidence.label(r, root)] = f"experiment unknown ({how})"
+        elif exp not in c.experiments:
+            ignored[evidence.label(r, root)] = f"{evidence.OTHER_EXPERIMENT} {exp}"
+        else:
+            by_exp[exp].append(r)
+    order = list(c.experiments)
+    evals = sorted((judge_experiment(c, e, rs, cfg, root) for e, rs in by_exp.items()),
+                   key=lambda ev: (-ev["n"], order.index(ev["experiment"]) if ev["experiment"] in order else 99))
+    if not evals:
+        evals = [{**judge_experiment(c, None, [], cfg, root),
+                  "reason": f"no run of {', '.join(c.experiments)} (nor one naming this claim in claims_tested)"}]
+    main, others = evals[0], evals[1:]
+    for ev in others:
+        for lab in ev["runs_used"]:
+            ignored[lab] = f"experiment {ev['experiment']}: judged on its own (n = {ev['n']}, {ev['verdict']})"
+    kept = main.pop("_kept")
+    return {**main, "runs_ignored": {**ignored, **main["runs_ignored"]}, "runs": len(kept), "scale": scale(kept),
+            "also": [{"experiment": ev["experiment"], "n": ev["n"], "verdict": ev["verdict"],
+                      "estimate": ev["estimate"], "interval": ev["interval"]} for ev in others]}
+
+
+def with_display(c: Claim, result: dict, cfg: dict) -> dict:
+    """The claim's fields for readers: rule, margin and its reason, ratios shown as ratios."""
+    ratio = c.scale == LOG_RATIO
+
+    def shown(x):
+        return None if x is None else sig(10 ** x) if ratio else sig(x)
+
+    margin = f"{cfg[c.margin]:g}x" if ratio else f"{margin_value(c, cfg):g}"
+    rule = (f"per seed: {c.effect}. SUPPORTED when the {cfg['confidence']:.0%} interval of the mean over seeds "
+            f"lies above {margin} and the exact sign test of the seeds agrees (p <= {1 - cfg['confidence']:.2g}), "
+            f"NOT SUPPORTED when both say below; >= {cfg['min_seeds']} seeds")
+    numbers = {"n": result["n"], "estimate": shown(result["estimate"]), "margin": margin,
+               "interval": None if result["interval"] is None else [shown(x) for x in result["interval"]],
+               "per_seed": [shown(p["value"]) for p in result["per_seed"]]}
+    if any(p["se"] is not None for p in result["per_seed"]):
+        numbers["per_seed_binomial_se"] = [p["se"] for p in result["per_seed"]]
+    default = default_config()[c.margin]
+    reason = margin_reasons().get(c.margin, "")
+    if cfg[c.margin] != default:
+        reason = f"set by --config (the default {default:g}: {reason})"
+    return {"id": c.id, "claim": c.text, "paper": c.paper, "experiments": list(c.experiments),
+            "compares": c.compares, "effect": c.effect, "measure": c.scale, "rule": rule,
+            "margin": cfg[c.margin], "margin_reason": reason, **result, "numbers": numbers}
 
 
 # ----------------------------------------------------------------- driver ----
-
-
-# thresholds that are counts, and those that are fractions of runs; every other one is any finite number
-COUNT_KEYS = ("min_probes",)
-FRACTION_KEYS = ("min_pair_fraction",)
-
-
-def _default_config() -> dict:
-    return yaml.safe_load((resources.files("bnlab.configs") / "claims/default.yaml").read_text())
-
-
-def load_config(path: Path | None = None) -> dict:
-    """The thresholds: the defaults, overridden by the keys of the YAML file ``path``.
-
-    BnlabError (one line) for a file that is not YAML or not a mapping, an unknown key, or a
-    threshold that is not a finite number (a count must be a positive integer, a fraction in [0, 1]).
-    """
-    cfg = _default_config()
-    if path is None:
-        return cfg
-    where = f"--config {path}"
-    try:
-        given = yaml.safe_load(Path(path).read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        mark = getattr(exc, "problem_mark", None)
-        what = f"line {mark.line + 1}: {getattr(exc, 'problem', '')}" if mark else exc.__class__.__name__
-        raise BnlabError(f"{where} is not a readable YAML file ({what}); fix it or pass another file") from None
-    if not isinstance(given, dict):
-        raise BnlabError(f"{where} must be a mapping of thresholds (e.g. 'min_probes: 5'), not "
-                         f"{type(given).__name__}; see configs/claims/default.yaml")
-    for key, value in given.items():
-        if key not in cfg:
-            raise BnlabError(f"{where}: unknown threshold {key!r}; known: {', '.join(cfg)}")
-        cfg[key] = _threshold(where, key, value)
-    return cfg
-
-
-def _threshold(where: str, key: str, value) -> float | int:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and key in COUNT_KEYS:
-        ok = isinstance(value, int) and value >= 1
-    if ok and key in FRACTION_KEYS:
-        ok = 0 <= value <= 1
-    if not ok:
-        want = ("a positive integer" if key in COUNT_KEYS else "a number in [0, 1]" if key in FRACTION_KEYS
-                else "a finite number")
-        raise BnlabError(f"{where}: {key}={value!r} must be {want}; see configs/claims/default.yaml")
-    return value
 
 
 def evaluate(root: Path, cfg: dict | None = None, runs: list[Run] | None = None) -> list[dict]:
     """Every claim's verdict for ``runs`` (default: the runs at or below ``root``)."""
     cfg = cfg or load_config()
     runs = load_runs(root) if runs is None else runs
-    return [{"id": cid, "claim": text, "paper": paper, **fn(runs, cfg)} for cid, text, paper, fn in CLAIMS]
-
-
-def to_markdown(results: list[dict]) -> str:
-    lines = ["| claim | paper | verdict | numbers | scale |", "|---|---|---|---|---|"]
-    for c in results:
-        nums = json.dumps(c["numbers"]).replace("|", "/")
-        lines.append(f"| {c['claim']} | {c['paper']} | **{c['verdict']}** | {nums} | {c['scale']} |")
-    lines += ["", "Rules:", ""] + [f"- `{c['id']}`: {c['rule']}" for c in results]
-    return "\n".join(lines) + "\n"
-
-
-def print_table(results: list[dict]) -> None:
-    from rich import get_console
-    from rich.table import Table
-
-    table = Table(title="bnlab claims", show_lines=True)
-    for col in ("claim", "paper", "verdict", "numbers", "scale"):
-        table.add_column(col, overflow="fold")
-    colors = {SUPPORTED: "green", NOT_SUPPORTED: "red", INCONCLUSIVE: "yellow"}
-    for c in results:
-        table.add_row(c["claim"], c["paper"], f"[{colors[c['verdict']]}]{c['verdict']}[/]",
-                      json.dumps(c["numbers"]), c["scale"])
-    get_console().print(table)
+    return [with_display(c, evaluate_claim(c, runs, cfg, Path(root)), cfg) for c in CLAIMS]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -384,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_cli(args) -> None:
     """Check the config and the output folder, then read the runs, judge, print and write."""
+    from bnlab.claims_text import print_table, to_markdown
+
     if args.config and not args.config.is_file():
         raise BnlabError(f"--config {args.config} does not exist; pass a YAML file of thresholds")
     cfg = load_config(args.config)

@@ -22,7 +22,7 @@ from bnlab.errors import BnlabError
 from bnlab.metrics import activations, ics
 
 # Keys that do not change what is trained, so they stay out of the pair id.
-_NOT_IN_PAIR_ID = ("arms", "logger", "experiment_name", "train.progress", "data.root", "data.download",
+_NOT_IN_PAIR_ID = ("arms", "logger", "experiment_name", "claims_tested", "train.progress", "data.root", "data.download",
                    "train.checkpoint_every", "train.resume")
 PRECISIONS = ("fp32", "tf32", "bf16")
 RESUME = ("auto", "never")

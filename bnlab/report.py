@@ -94,16 +94,6 @@ def fmt_time(v) -> str:
     return "\u2014" if v is None else f"{v:.2f}"
 
 
-def fmt_number(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, list):
-        return "[" + ", ".join(fmt_number(x) for x in v) + "]"
-    if v is None:
-        return "null"
-    return str(v)
-
-
 # ------------------------------------------------------------------- runs ----
 
 
@@ -233,23 +223,38 @@ VERDICT_CLASS = {claims.SUPPORTED: "supported", claims.NOT_SUPPORTED: "not-suppo
                  claims.INCONCLUSIVE: "inconclusive"}
 
 
+CLAIM_HEADERS = ["claim", "paper", "verdict", "experiment", "n", "per-seed effects", "estimate [95% interval]",
+                 "margin", "windows", "scale", "runs", "rule"]
+
+
 def claims_section(results: list[dict]) -> str:
+    """The verdict table: per claim its experiment, n, per-seed effects, interval, margin, windows and runs."""
+    from bnlab import claims_text as ct
+
     counts = {v: sum(1 for c in results if c["verdict"] == v) for v in VERDICT_CLASS}
     tally = ", ".join(f"<span class=\"verdict {VERDICT_CLASS[v]}\">{esc(v)}</span> {n}" for v, n in counts.items())
     rows = []
     for c in results:
-        nums = "<br>".join(f"<code>{esc(k)}</code>: {esc(fmt_number(v))}" for k, v in c["numbers"].items())
         cls = VERDICT_CLASS.get(c["verdict"], "inconclusive")
+        why = f"<br><small>{esc(c['reason'])}</small>" if c["reason"] else ""
+        cells = [ct.per_seed(c), ct.estimate(c), ct.margin(c) + f" ({c['margin_reason']})", ct.windows(c),
+                 c["scale"], ct.runs(c), c["rule"]]
         rows.append(
-            f"<tr data-claim=\"{esc(c['id'])}\"><td><strong>{esc(c['claim'])}</strong><br>"
+            f"<tr data-claim=\"{esc(c['id'])}\" data-n=\"{c['n']}\"><td><strong>{esc(c['claim'])}</strong><br>"
             f"<code class=\"id\">{esc(c['id'])}</code></td><td>{esc(c['paper'])}</td>"
-            f"<td><span class=\"verdict {cls}\">{esc(c['verdict'])}</span></td>"
-            f"<td class=\"numbers\">{nums or DASH}</td><td>{esc(c['scale'])}</td><td>{esc(c['rule'])}</td></tr>")
-    return (f"<p>Published claims about BatchNorm as rules over these records (<code>bnlab-claims</code>, "
-            f"thresholds in <code>configs/claims/default.yaml</code>). {tally}. INCONCLUSIVE means the records "
-            "lack the evidence the rule needs, not that the claim failed; every verdict holds only at the "
-            "scale stated beside it.</p>" + table(["claim", "paper", "verdict", "numbers", "scale", "rule"],
-                                                  rows, "claims"))
+            f"<td><span class=\"verdict {cls}\">{esc(c['verdict'])}</span>{why}</td>"
+            f"<td>{esc(c['experiment'] or DASH)}</td><td class=\"num\">{c['n']}</td>"
+            + "".join(f"<td>{esc(x)}</td>" for x in cells) + "</tr>")
+    return (f"<p>Published claims about BatchNorm, each judged on its own experiment (<code>bnlab-claims</code>, "
+            f"margins in <code>configs/claims/default.yaml</code>). {tally}. n counts independent seeds (copies "
+            "and prefixes of one training trajectory count once); per seed one paired effect, bn against its "
+            "comparison arm in the same run; the interval is a 95% bootstrap interval of their mean. SUPPORTED "
+            "needs the interval wholly beyond the margin in the paper's direction and the seeds to agree (exact "
+            "sign test p &lt;= 0.05), NOT SUPPORTED the same on the other side; anything else, or fewer than "
+            "the minimum seeds, is INCONCLUSIVE: the records do not decide, which is not a failed claim. "
+            "Time-series claims show an early (first third), late (last third) and whole-run verdict. Every "
+            "verdict holds only at the scale stated beside it.</p>"
+            + table(CLAIM_HEADERS, rows, "claims"))
 
 
 def _caption(name: str) -> str:
@@ -389,7 +394,7 @@ table.config td:first-child { white-space: nowrap; width: 1%; }
 table.config td:last-child { overflow-wrap: anywhere; }
 table.config code { font-size: .82em; }
 table.claims td { min-width: 6rem; }
-table.claims td:nth-child(6) { min-width: 16rem; font-size: .92em; color: var(--muted); }
+table.claims td:nth-child(n+10) { min-width: 16rem; font-size: .92em; color: var(--muted); }
 td.numbers { font-size: .92em; white-space: nowrap; }
 .verdict { display: inline-block; padding: .1rem .45rem; border-radius: 4px; font-weight: 700; font-size: .82rem;
            white-space: nowrap; border: 1px solid transparent; }

@@ -277,6 +277,7 @@ def train_step(arm: Arm, x, y, due: set[str], cfg: DictConfig, step: int = 0) ->
                                            grads_before, arm.ics_layers)
         for layer, v in res.items():
             probe[f"ics/{layer}/l2"], probe[f"ics/{layer}/cos"] = v["l2"], v["cos"]
+            probe[f"ics/{layer}/rel"] = v["rel"]  # scale-free: ||G - G'|| / ||G|| (bnlab-claims reads it)
         arm.probe_time_s += time.perf_counter() - t0
     return out, probe
 

@@ -320,7 +320,7 @@ def test_claims_out_an_existing_file_is_one_line(sweep_run, tmp_path):
     ("landscape_min_ratio: .nan\n", "landscape_min_ratio=nan must be a finite number"),
     ("batch_margin: .inf\n", "batch_margin=inf must be a finite number"),
     ("min_probes: 2.5\n", "min_probes=2.5 must be a positive integer"),
-    ("min_pair_fraction: 1.5\n", "min_pair_fraction=1.5 must be a number in [0, 1]"),
+    ("confidence: 1.5\n", "confidence=1.5 must be a number in (0, 1)"),
 ])
 def test_a_malformed_claims_config_is_one_line(sweep_run, tmp_path, text, expected):
     sweep = copy_records(sweep_run, tmp_path / "sweep")
@@ -335,12 +335,12 @@ def test_a_malformed_claims_config_is_one_line(sweep_run, tmp_path, text, expect
 def test_a_partial_claims_config_overrides_only_its_keys(sweep_run, tmp_path):
     sweep = copy_records(sweep_run, tmp_path / "sweep")
     cfg = tmp_path / "claims.yaml"
-    cfg.write_text("min_pair_fraction: 0.0\n")  # any pair count is enough: a paired claim is SUPPORTED
+    cfg.write_text("min_seeds: 1\n")  # one seed is enough: the sweep's 2 seeds get an interval
     res = tool("bnlab-claims", sweep, "--config", cfg)
     assert res.returncode == 0, res.stderr
     out = {c["id"]: c for c in json.loads((sweep / "claims.json").read_text())}
-    assert out["bn_higher_accuracy"]["verdict"] == "SUPPORTED"
-    assert "in >= 0% of pairs" in out["bn_higher_accuracy"]["rule"]
+    assert out["bn_higher_accuracy"]["n"] == 2 and out["bn_higher_accuracy"]["interval"] is not None
+    assert ">= 1 seeds" in out["bn_higher_accuracy"]["rule"] and out["bn_higher_accuracy"]["margin"] == 0.0
 
 
 def test_stale_temp_files_of_a_killed_tool_are_removed_by_the_next_run(sweep_run, tmp_path):

@@ -24,7 +24,7 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from bnlab import claims, report
+from bnlab import claims, claims_text, report
 from bnlab.results import load_runs
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -109,14 +109,20 @@ def test_sweep_report_holds_every_claim_verdict(sweep_run, sweep_report):
     rows = {a["data-claim"]: cells for a, cells in page.table("claims")["rows"]}
     results = claims.evaluate(sweep_run)
     assert set(rows) == {c["id"] for c in results}
-    assert page.table("claims")["headers"] == ["claim", "paper", "verdict", "numbers", "scale", "rule"]
+    assert page.table("claims")["headers"] == report.CLAIM_HEADERS == [
+        "claim", "paper", "verdict", "experiment", "n", "per-seed effects", "estimate [95% interval]", "margin",
+        "windows", "scale", "runs", "rule"]
     for c in results:
-        cells = rows[c["id"]]
-        assert c["id"] in cells[0] and c["claim"] in cells[0]
-        assert cells[2] == c["verdict"]
-        assert cells[4] == c["scale"] and cells[5] == c["rule"]
-        for k in c["numbers"]:
-            assert k in cells[3]
+        cells = dict(zip(report.CLAIM_HEADERS, rows[c["id"]]))
+        assert c["id"] in cells["claim"] and c["claim"] in cells["claim"]
+        assert cells["verdict"].startswith(c["verdict"]) and (c["reason"] or "") in cells["verdict"]
+        assert cells["experiment"] == (c["experiment"] or report.DASH) and cells["n"] == str(c["n"])
+        assert cells["scale"] == c["scale"] and cells["rule"] == c["rule"]
+        assert cells["margin"].startswith(claims_text.margin(c)) and c["margin_reason"] in cells["margin"]
+        assert all(run in cells["runs"] for run in c["runs_used"][:6])
+        assert cells["per-seed effects"] == claims_text.per_seed(c)
+        assert cells["estimate [95% interval]"] == claims_text.estimate(c)
+        assert cells["windows"] == claims_text.windows(c)
     # the verdict is colored by class
     classes = {a.get("class") for a in page.attrs("span")}
     assert classes & {"verdict supported", "verdict not-supported", "verdict inconclusive"}

@@ -130,7 +130,7 @@ def test_probe_rows_hold_every_measure(compose_cfg, tmp_path):
         assert per_eta == [f"landscape/loss@{m:g}lr" for m in (0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4)]
         assert min(r[k] for k in per_eta) == r["landscape/loss_min"]
         ics_keys = [k for k in r if k.startswith("ics/")]
-        assert len(ics_keys) == 6 and all(-1 <= r[k] <= 1 for k in ics_keys if k.endswith("/cos"))
+        assert len(ics_keys) == 9 and all(-1 <= r[k] <= 1 for k in ics_keys if k.endswith("/cos"))
         ratios = [k for k in r if k.startswith("divergence/ratio@")]
         assert ratios[0] == "divergence/ratio@1e-05" and ratios[-1] == "divergence/ratio@1e+01"
         # first order for a tiny step: L(w - eta g)/L(w) = 1 - eta ||g||^2 / L(w) (same batch, same w)

@@ -8,7 +8,13 @@ For layer i of a k-layer network trained on batch B_t:
 i.e. the gradient of layer i after only the layers before it took their real
 optimizer update (momentum and weight decay included, since W^{t+1} is what
 the optimizer actually produced). ICS is reported as ||G - G'||_2 and
-cos(G, G'). Their finding: ICS is not smaller with BN (often larger), yet BN
+cos(G, G'). Beside the absolute ||G - G'||, its scale-free form
+
+    rel = ||G - G'||_2 / ||G||_2
+
+(SCIENCE.md sec. 9): ||G - G'|| scales with the gradient, so an arm that never
+learns (near-zero gradients) shows near-zero ICS; comparisons between arms use
+``rel``. Their finding: ICS is not smaller with BN (often larger), yet BN
 trains better, so BN's benefit is not a reduction of ICS.
 
 "Before layer i" means every parameter registered before W_i in
@@ -54,7 +60,8 @@ def internal_covariate_shift(
     ``model`` holds W^{t+1} (after the optimizer step); ``weights_before`` maps
     parameter names to W^t and ``grads_before`` to G (gradients at W^t on this
     batch), for at least the parameters from the first measured layer onward.
-    Returns ``{layer: {"l2": ||G - G'||, "cos": cos(G, G')}}``.
+    Returns ``{layer: {"l2": ||G - G'||, "cos": cos(G, G'), "rel": ||G - G'|| / ||G||}}``
+    (``rel`` is inf or NaN when G = 0; records write it as null).
     """
     named = list(model.named_parameters())
     order = {n: i for i, (n, _) in enumerate(named)}
@@ -74,5 +81,5 @@ def internal_covariate_shift(
             g_old = grads_before[layer]
             diff = torch.linalg.vector_norm(g_old - g_new)
             cos = torch.nn.functional.cosine_similarity(g_old.flatten(), g_new.flatten(), dim=0)
-            out[layer] = torch.stack([diff, cos])
-    return {k: dict(zip(("l2", "cos"), v.tolist())) for k, v in out.items()}
+            out[layer] = torch.stack([diff, cos, diff / torch.linalg.vector_norm(g_old)])
+    return {k: dict(zip(("l2", "cos", "rel"), v.tolist())) for k, v in out.items()}

@@ -14,6 +14,15 @@ and evaluate, on the SAME batch B_t with BN in training mode (batch statistics):
 - effective beta-smoothness: max_eta ||grad L(w(eta)) - g_t||_2 / ||eta g_t||_2
   ("effective": gradient change measured along the gradient direction only).
 
+Scale-free form of the band (SCIENCE.md sec. 9), beside the absolute one:
+
+    loss_band     = max_eta L(w(eta)) - min_eta L(w(eta))
+    loss_band_rel = loss_band / L(w_t)
+
+The absolute band shrinks with the loss itself once an arm fits its data (a
+memorized subset gives a tiny band at any curvature), so comparisons between
+arms use ``loss_band_rel``.
+
 Cost: one forward+backward per grid point (the loss comes from the same
 forward pass as the gradient), plus one for g_t unless the caller passes the
 gradient it already has. The model, its buffers (BN running statistics), its
@@ -59,8 +68,10 @@ def probe(
     if the caller already computed them; otherwise they are computed here.
 
     Returns floats: ``loss`` (at w), ``loss_min``, ``loss_max``, ``grad_pred_min``,
-    ``grad_pred_max``, ``beta_eff``, ``grad_norm`` (||g||), and the per-eta lists
-    ``step_sizes``, ``losses``, ``grad_preds``, ``betas``.
+    ``grad_pred_max``, ``beta_eff``, ``grad_norm`` (||g||), the per-eta lists
+    ``step_sizes``, ``losses``, ``grad_preds``, ``betas``, and the band
+    ``loss_band`` = loss_max - loss_min and ``loss_band_rel`` = loss_band / loss
+    (NaN when the loss at w is 0).
     """
     if not len(step_sizes):
         raise ValueError("probe needs at least one step size")
@@ -102,4 +113,6 @@ def probe(
         "losses": losses_f,
         "grad_preds": preds_f,
         "betas": betas_f,
+        "loss_band": max(losses_f) - min(losses_f),
+        "loss_band_rel": (max(losses_f) - min(losses_f)) / loss0 if loss0 > 0 else float("nan"),
     }
