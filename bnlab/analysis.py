@@ -82,18 +82,19 @@ def ics_median(rows: list[dict], arm: str, suffix: str, window=None) -> tuple[fl
     return (statistics.median(vals) if vals else None), probes
 
 
-def activation_drift(rows: list[dict], arm: str, min_points: int, window=None) -> float | None:
+def activation_drift(rows: list[dict], arm: str, min_points: int, window=None,
+                     prefix: str = "nl_in/") -> float | None:
     """Drift of the tracked channels: (max - min of the p50 trace) / median (p85 - p15), mean over channels.
 
     Ioffe & Szegedy 2015 Fig. 1: how far a unit's median moves relative to its spread.
-    A channel needs ``min_points`` rows in the window and a positive spread.
+    A channel needs ``min_points`` rows in the window and a positive spread. ``prefix``: ``nl_in/``
+    (the nonlinearity's input, as in the paper) or ``act/`` (the conv output before the norm).
     """
     train = [r for r in rows if r["arm"] == arm and r["split"] == "train" and in_window(r["step"], window)]
-    bases = sorted({k[: -len("/p50")] for r in train for k in r if k.endswith("/p50")})
+    bases = sorted({k[: -len("/p50")] for r in train for k in r if k.endswith("/p50") and k.startswith(prefix)})
     drifts = []
     for base in bases:
-        pts = [r for r in train if r.get(f"{base}/p50") is not None and r.get(f"{base}/p85") is not None
-               and r.get(f"{base}/p15") is not None]
+        pts = [r for r in train if all(finite(r.get(f"{base}/p{q}")) for q in (15, 50, 85))]
         if len(pts) < min_points:
             continue
         p50 = [r[f"{base}/p50"] for r in pts]

@@ -39,6 +39,30 @@ def test_recorder_reads_the_pre_norm_conv_output():
         activations.ActivationRecorder(model, ["features.norm1"], [0], [50])
 
 
+@pytest.mark.parametrize("arch, conv", [("simple_cnn", "features.conv3"), ("resnet20", "stages.stage3.2.conv2"),
+                                        ("resnet20", "stem.conv")])
+@pytest.mark.parametrize("norm", ["bn", "none", "noisy_bn"])
+def test_recorder_reads_the_nonlinearitys_input(arch, conv, norm):
+    """Ioffe & Szegedy's Fig. 1 variable: the norm's output after the tracked conv (the ReLU's input;
+    in the plain arm the conv output itself, in a noisy arm after the noise)."""
+    model = models.build(OmegaConf.create({"arch": arch, "width": 0.25}), norm, OmegaConf.load(
+        "configs/norm/default.yaml"), 10).train()
+    norm_module = dict(model.named_modules())[activations.norm_after(conv)]
+    seen = {}
+    # a copy: the in-place ReLU overwrites the norm's output after the hook
+    norm_module.register_forward_hook(lambda m, i, out: seen.__setitem__("out", out.detach().clone()))
+    rec = activations.ActivationRecorder(model, [conv], [0, 1], [15, 50, 85])
+    rec.armed = True
+    model(torch.randn(8, 3, 32, 32))
+    stats, _ = rec.collect()
+    for c in (0, 1):
+        expected = torch.quantile(seen["out"][:, c].flatten(), torch.tensor([0.15, 0.5, 0.85]))
+        got = torch.stack([stats[f"nl_in/{conv}/c{c}/p{p}"] for p in (15, 50, 85)])
+        torch.testing.assert_close(got, expected)
+        pre = torch.stack([stats[f"act/{conv}/c{c}/p{p}"] for p in (15, 50, 85)])
+        assert torch.equal(pre, got) == (norm == "none")  # only an identity norm passes the conv output on
+
+
 def test_percentiles_in_the_records(compose_cfg, tmp_path):
     train.run(compose_cfg(*FAST, "metrics.activations.every=5", "metrics.activations.channels=[0,1]"), tmp_path)
     rows = [r for r in read_metrics(tmp_path) if r["split"] == "train" and "act/features.conv3/c0/p50" in r]
@@ -47,6 +71,7 @@ def test_percentiles_in_the_records(compose_cfg, tmp_path):
         for c in (0, 1):
             p = {q: r[f"act/features.conv3/c{c}/p{q}"] for q in (15, 50, 85)}
             assert p[15] <= p[50] <= p[85]
+            assert r[f"nl_in/features.conv3/c{c}/p15"] <= r[f"nl_in/features.conv3/c{c}/p85"]
         assert r["act/features.conv1/std"] > 0
     # same weights and batch at step 0: the pre-norm conv1 output is identical in both arms
     assert rows[0]["act/features.conv1/mean"] == rows[1]["act/features.conv1/mean"]

@@ -9,6 +9,7 @@ once, one pair decides nothing, windows that disagree are flagged, and the scale
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -263,3 +264,35 @@ def test_an_lr_grid_gives_one_effect_per_seed(tmp_path):
     c = out["bn_higher_lr"]
     assert c["verdict"] == claims.SUPPORTED and c["n"] == 5 and len(c["runs_used"]) == 10
     assert [round(10 ** p["value"], 3) for p in c["per_seed"]] == [5.0] * 5  # 0.5 / 0.1 in every seed
+
+
+def drift_rows(steps: int, bn_drift: float, none_drift: float, prefix: str = "nl_in/") -> list[dict]:
+    """Train rows with the tracked channel's percentiles: the p50 moves by ``<arm>_drift`` x its spread."""
+    rows = []
+    for step in range(0, steps + 1, 50):
+        for name, drift in (("bn", bn_drift), ("none", none_drift)):
+            mid = drift * step / steps
+            rows.append({"step": step, "arm": name, "split": "train", f"{prefix}features.conv8/c0/p15": mid - 0.5,
+                         f"{prefix}features.conv8/c0/p50": mid, f"{prefix}features.conv8/c0/p85": mid + 0.5})
+    return rows
+
+
+def test_activation_drift_is_judged_on_the_nonlinearitys_input(tmp_path):
+    """Ioffe Fig. 1: the input to the nonlinearity (nl_in/); records with only the pre-norm conv output
+    (act/, older bnlab) decide nothing and say why."""
+    for s in SEEDS:
+        write_run(tmp_path / "new" / f"ioffe-{s}", seed=s, experiment="ioffe_fig1", steps=1000,
+                  arms={"bn": arm(0.5), "none": arm(0.4)},
+                  rows=drift_rows(1000, bn_drift=0.2 * (1 + noise(s, 0.1)), none_drift=5.0))
+        write_run(tmp_path / "old" / f"ioffe-{s}", seed=s, experiment="ioffe_fig1", steps=1000,
+                  arms={"bn": arm(0.5), "none": arm(0.4)}, rows=drift_rows(1000, 0.2, 5.0, prefix="act/"))
+    res, out = claims_cli(tmp_path / "new")
+    assert res.returncode == 0, res.stderr
+    c = out["activations_drift_less"]
+    assert c["verdict"] == claims.SUPPORTED and c["n"] == 5, c
+    assert c["estimate"] == pytest.approx(math.log10(5.0 / 0.2), abs=0.1)  # log10(none / bn)
+    res, out = claims_cli(tmp_path / "old")
+    assert res.returncode == 0, res.stderr
+    c = out["activations_drift_less"]
+    assert c["verdict"] == claims.INCONCLUSIVE and c["n"] == 0, c
+    assert "nl_in" in json.dumps(c), c

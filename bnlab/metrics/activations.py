@@ -12,6 +12,13 @@ the unnormalized arm). For channel c of a layer's output a (N x C x H x W):
 plus, for every conv layer, the mean and standard deviation of its whole
 output, the per-layer view of the same drift.
 
+Ioffe & Szegedy's figure itself tracks the input to the nonlinearity, which in
+the BN network is BN's output. So each tracked conv layer's channels are also
+read at the output of the norm layer that follows it (``norm_after``: the
+module the ReLU reads; in the plain arm an identity, so the conv output), keys
+``nl_in/<conv layer>/c<ch>/p<q>``. In a ResNet block's second conv that is the
+norm's output before the residual add. ``activations_drift_less`` uses these.
+
 ``ActivationRecorder`` reads the outputs through forward hooks during the
 training step's own forward pass, only when armed: no extra pass, nothing
 written to the activations, no RNG used, so the trajectory is unchanged.
@@ -29,6 +36,13 @@ def conv_layers(model: nn.Module) -> list[str]:
     return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
 
 
+def norm_after(conv: str) -> str:
+    """The norm module that follows conv layer ``conv`` in bnlab's models (``features.conv3`` ->
+    ``features.norm3``, ``stem.conv`` -> ``stem.norm``, ``...0.conv2`` -> ``...0.norm2``)."""
+    parent, _, leaf = conv.rpartition(".")
+    return f"{parent}.{leaf.replace('conv', 'norm', 1)}" if parent else leaf.replace("conv", "norm", 1)
+
+
 class ActivationRecorder:
     """Forward hooks on every conv layer; percentiles for ``tracked`` layers and ``channels``."""
 
@@ -43,6 +57,9 @@ class ActivationRecorder:
         self.armed, self.captured = False, {}
         self.samples: dict[str, torch.Tensor] = {}
         self.handles = [modules[name].register_forward_hook(self._hook(name)) for name in conv_layers(model)]
+        # the nonlinearity's input: the output of the norm after each tracked conv (see the module doc)
+        self.handles += [modules[norm_after(name)].register_forward_hook(self._nl_hook(name))
+                         for name in self.tracked if norm_after(name) in modules]
 
     def _hook(self, name: str):
         def hook(_module, _inputs, out):
@@ -51,20 +68,33 @@ class ActivationRecorder:
 
         return hook
 
+    def _nl_hook(self, conv: str):
+        def hook(_module, _inputs, out):
+            if self.armed:
+                self._percentiles(f"nl_in/{conv}", conv, out.detach().float())
+
+        return hook
+
     def _record(self, name: str, a: torch.Tensor) -> None:
         a = a.float()
         self.captured[f"act/{name}/mean"] = a.mean()
         self.captured[f"act/{name}/std"] = a.std()
-        if name not in self.tracked:
-            return
+        if name in self.tracked:
+            for c, values in self._percentiles(f"act/{name}", name, a).items():
+                self.samples[f"{name}/c{c}"] = values
+
+    def _percentiles(self, prefix: str, layer: str, a: torch.Tensor) -> dict[int, torch.Tensor]:
+        """``<prefix>/c<ch>/p<q>`` for the tracked channels of ``a``; returns each channel's values."""
+        out = {}
         for c in self.channels:
             if c >= a.shape[1]:
-                raise IndexError(f"channel {c} does not exist in {name} ({a.shape[1]} channels)")
+                raise IndexError(f"channel {c} does not exist in {layer} ({a.shape[1]} channels)")
             values = a[:, c].flatten()
             qs = torch.quantile(values, self.q.to(values.device))
             for p, v in zip(self.percentiles, qs):
-                self.captured[f"act/{name}/c{c}/p{p:g}"] = v
-            self.samples[f"{name}/c{c}"] = values
+                self.captured[f"{prefix}/c{c}/p{p:g}"] = v
+            out[c] = values
+        return out
 
     def collect(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """(statistics, raw tracked-channel values) of the last armed forward; disarms."""
