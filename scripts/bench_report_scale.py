@@ -28,6 +28,7 @@ from pathlib import Path
 import yaml
 
 from bnlab import report
+from bnlab.bench import cpu_model  # one machine description for every benchmark
 from bnlab.results import flatten, load_runs
 
 
@@ -61,16 +62,6 @@ def new_labels(runs, root):
     return [report.run_label(r, root, differs[r.dir.parent]) for r in runs]
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def timed(fn, *args):
     t = time.perf_counter()
     out = fn(*args)
@@ -86,7 +77,7 @@ def main() -> None:
     args = ap.parse_args()
     load = os.getloadavg()
     lines = ["# bnlab-report labels: one config diff per sweep dir (new) vs per run (old)",
-             (f"# machine: {cpu_name()}, {os.cpu_count()} CPUs, "
+             (f"# machine: {cpu_model()}, {os.cpu_count()} CPUs, "
               f"{platform.system()} {platform.release()}, Python {platform.python_version()}"),
              f"# load average before: {load[0]:.2f}",
              "runs  read_s  labels_new_s  labels_old_s  old/new  page_no_figures_s"]
