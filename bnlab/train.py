@@ -214,14 +214,39 @@ def curvature_probe(model, x, y, c, loss_fn=F.cross_entropy) -> dict:
     """Top Hessian eigenvalue(s), and optionally the trace, per BN mode (the mode is in the key)."""
     out = {}
     for mode in c.bn_modes:
-        values, info = curvature.top_eigenvalues(model, loss_fn, x, y, k=int(c.k), bn_mode=mode,
-                                                 tol=float(c.tol), max_hvps=int(c.max_hvps), return_info=True)
-        for i, v in enumerate(values):
-            out[f"curvature/eig{i + 1}@{mode}"] = v
-        out[f"curvature/hvps@{mode}"] = info["hvps"]
-        if c.trace_samples:
-            tr = curvature.hutchinson_trace(model, loss_fn, x, y, int(c.trace_samples), bn_mode=mode)
-            out[f"curvature/trace@{mode}"], out[f"curvature/trace_stderr@{mode}"] = tr["trace"], tr["stderr"]
+        try:
+            out.update(curvature_mode(model, x, y, c, mode, loss_fn))
+        except torch.linalg.LinAlgError:  # a non-finite Hessian (weights on their way to divergence)
+            out[f"curvature/eig1@{mode}"] = float("nan")  # is a recorded result, not a crash
+    return out
+
+
+def curvature_mode(model, x, y, c, mode: str, loss_fn) -> dict:
+    """``curvature_probe`` in one BN mode."""
+    out = {}
+    values, info = curvature.top_eigenvalues(model, loss_fn, x, y, k=int(c.k), bn_mode=mode,
+                                             tol=float(c.tol), max_hvps=int(c.max_hvps), return_info=True)
+    for i, v in enumerate(values):
+        out[f"curvature/eig{i + 1}@{mode}"] = v
+    out[f"curvature/hvps@{mode}"] = info["hvps"]
+    if c.trace_samples:
+        tr = curvature.hutchinson_trace(model, loss_fn, x, y, int(c.trace_samples), bn_mode=mode)
+        out[f"curvature/trace@{mode}"], out[f"curvature/trace_stderr@{mode}"] = tr["trace"], tr["stderr"]
+    if c.get("slq_runs"):
+        out.update(slq_probe(model, x, y, c, mode, loss_fn))
+    return out
+
+
+def slq_probe(model, x, y, c, mode: str, loss_fn) -> dict:
+    """SLQ spectral measure (Ghorbani et al. 2019) in one BN mode: its outlier summary, and its nodes and
+    weights per Lanczos run (``curvature/slq<run>_node<i>@<mode>``), from which bnlab-plot draws the density."""
+    dens = curvature.spectral_density(model, loss_fn, x, y, num_runs=int(c.slq_runs),
+                                      lanczos_steps=int(c.slq_steps), bn_mode=mode)
+    res = curvature.outliers(dens["nodes"], dens["weights"], float(c.bulk_mass))
+    out = {f"curvature/{k}@{mode}": v for k, v in res.items() if v is not None}
+    for r, (nodes, weights) in enumerate(zip(dens["nodes"], dens["weights"])):
+        out.update({f"curvature/slq{r}_node{i}@{mode}": v for i, v in enumerate(nodes)})
+        out.update({f"curvature/slq{r}_weight{i}@{mode}": v for i, v in enumerate(weights)})
     return out
 
 
