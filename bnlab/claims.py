@@ -276,9 +276,13 @@ def _resnets() -> dict[str, int]:
     return RESNET_DEPTHS
 
 
+def _arch(run: Run) -> str:
+    return run.get("model.arch") or run.summary["model"]
+
+
 def depth(run: Run) -> int:
     """A CIFAR ResNet's depth, 6n + 2 (n blocks per stage), from the run's model."""
-    return 6 * _resnets()[run.summary["model"]] + 2
+    return 6 * _resnets()[_arch(run)] + 2
 
 
 def largest_stable_eta(run: Run, arm: str) -> float | None:
@@ -297,7 +301,7 @@ def largest_stable_eta(run: Run, arm: str) -> float | None:
 
 
 def _depth_etas(runs: list[Run], arm: str) -> dict[int, float | None]:
-    return {depth(r): largest_stable_eta(r, arm) for r in runs if r.summary["model"] in _resnets()}
+    return {depth(r): largest_stable_eta(r, arm) for r in runs if _arch(r) in _resnets()}
 
 
 BJORCK_COMPARES = "ResNets of several depths, one seed: the same data order, Kaiming init, probed at initialization"
@@ -312,6 +316,8 @@ def bjorck_falls_with_depth(runs, cfg):
     etas = _depth_etas(runs, "none")
     if len(etas) < 2 or None in etas.values():
         return Skip(False, f"needs divergence probes at >= 2 ResNet depths, has {sorted(etas)}")
+    if etas[min(etas)] == etas[max(etas)]:
+        return Skip(True, f"none's stable eta is {etas[min(etas)]:g} at depth {min(etas)} and {max(etas)} alike")
     return log_ratio(etas[min(etas)], etas[max(etas)], "stable eta")
 
 
@@ -320,7 +326,7 @@ def bjorck_falls_with_depth(runs, cfg):
        "log10(largest non-divergent eta of bn / of none) at the deepest ResNet of the seed (ResNet-110)",
        LOG_RATIO, "divergence_min_ratio", grid=("model.arch",))
 def bjorck_bn_far_above(runs, cfg):
-    deepest = max((r for r in runs if r.summary["model"] in _resnets()), key=depth, default=None)
+    deepest = max((r for r in runs if _arch(r) in _resnets()), key=depth, default=None)
     if deepest is None:
         return Skip(False, "no ResNet run")
     bn, none = largest_stable_eta(deepest, "bn"), largest_stable_eta(deepest, "none")

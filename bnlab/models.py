@@ -165,5 +165,7 @@ def build(cfg, norm: str, norm_cfg, num_classes: int) -> nn.Module:
     if arch == "simple_cnn":
         return SimpleCNN(norm, norm_cfg, num_classes, width)
     if arch == "dln":  # width counts units here; num_classes is the data's output dimension
+        if cfg.get("in_dim") is None:
+            raise BnlabError("model=dln takes vectors, and the data gives none (no data.dim); use data=gaussian")
         return DeepLinear(int(cfg.in_dim), num_classes, _ch(int(cfg.hidden), width), int(cfg.layers), norm, norm_cfg)
     raise BnlabError(f"model.arch={arch} is not a known network; choose from {', '.join(ARCHS)}")
