@@ -372,7 +372,8 @@ def outliers_return(run, cfg, window=None):
 
 
 DLN_COMPARES = "bn vs none in one run of the deep linear network: equal init and data, probed at the same steps"
-claim("dln_landscape_band_smaller", "In the deep linear network, BN's loss landscape band along the gradient is smaller",
+claim("dln_landscape_band_smaller",
+      "In the deep linear network, BN's loss landscape band along the gradient is smaller",
       "Santurkar et al. 2018 (Fig. 4, DLN)", ["santurkar_dln"], DLN_COMPARES,
       "log10(none / bn) of the median over probes of (loss_max - loss_min) / L(w) (scale-free band)",
       LOG_RATIO, "landscape_min_ratio", windowed=True)(_landscape("loss_band_rel"))

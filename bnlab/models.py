@@ -28,7 +28,8 @@ VGG_LAYOUTS = {
 }
 # basic blocks per stage n: depth = 6n + 2 (He et al. 2016, CIFAR: 20, 32, 56, 110)
 RESNET_DEPTHS = {"resnet20": 3, "resnet32": 5, "resnet56": 9, "resnet110": 18}
-ARCHS = (*VGG_LAYOUTS, *RESNET_DEPTHS, "simple_cnn", "dln")
+ARCHS = (*VGG_LAYOUTS, *RESNET_DEPTHS, "simple_cnn")  # the image networks; model=dln takes vectors
+NETWORKS = (*ARCHS, "dln")  # every model.arch
 
 
 def _ch(c: int, width: float) -> int:
@@ -168,4 +169,4 @@ def build(cfg, norm: str, norm_cfg, num_classes: int) -> nn.Module:
         if cfg.get("in_dim") is None:
             raise BnlabError("model=dln takes vectors, and the data gives none (no data.dim); use data=gaussian")
         return DeepLinear(int(cfg.in_dim), num_classes, _ch(int(cfg.hidden), width), int(cfg.layers), norm, norm_cfg)
-    raise BnlabError(f"model.arch={arch} is not a known network; choose from {', '.join(ARCHS)}")
+    raise BnlabError(f"model.arch={arch} is not a known network; choose from {', '.join(NETWORKS)}")

@@ -1329,10 +1329,11 @@ def plot_init_scales_depth(runs: list[Run], out_dir: Path) -> list[Path]:
             for j, arm in enumerate(arms):
                 ax = axes[i, j]
                 for d, g in groups.items():
-                    names, v = init_profile(g, arm, kind)
+                    _, v = init_profile(g, arm, kind)
                     ax.plot(np.arange(1, len(v) + 1), _positive(v), color=colors[d], lw=1.2, label=f"ResNet-{d}")
                 ax.set_yscale("log")
-                ax.set_title(f"({_panel_letter(i * len(arms) + j)}) {arm}: {kind.replace('_', ' ')} at step 0", loc="left")
+                what = kind.replace("_", " ")
+                ax.set_title(f"({_panel_letter(i * len(arms) + j)}) {arm}: {what} at step 0", loc="left")
                 ax.set_xlabel("layer (conv/linear, input to output)")
                 ax.set_ylabel(f"{ylabel} (log)")
                 ax.legend(title="depth (median over seeds)", frameon=False)

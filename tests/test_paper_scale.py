@@ -217,7 +217,7 @@ def _bjorck_records(root, seeds, fall: bool):
     """Per seed ResNet-20/56/110; none's first divergent eta 1e-1 / 1e-2 / 1e-3 (or flat 1e-2), bn never diverges."""
     div = {"metrics.divergence.eta_min": 1e-5, "metrics.divergence.eta_max": 10.0, "metrics.divergence.points": 13}
     for s in seeds:
-        for i, (arch, first) in enumerate([("resnet20", 1e-1), ("resnet56", 1e-2), ("resnet110", 1e-3)]):
+        for arch, first in [("resnet20", 1e-1), ("resnet56", 1e-2), ("resnet110", 1e-3)]:
             first = first if fall else 1e-2
             rows = [{"step": t, "arm": a, "split": "probe", "divergence/first_divergent_eta": f}
                     for t in range(10) for a, f in (("bn", None), ("none", first))]
