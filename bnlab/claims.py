@@ -266,6 +266,123 @@ def bn_only(run, cfg, window=None):
     return acc_diff(run, "bn", "bn-random")
 
 
+# ---------------------------------------------------- paper scale (issue 18) ----
+
+
+def _resnets() -> dict[str, int]:
+    """Blocks per stage of each CIFAR ResNet (imported late: bnlab-claims otherwise never loads torch)."""
+    from bnlab.models import RESNET_DEPTHS
+
+    return RESNET_DEPTHS
+
+
+def _arch(run: Run) -> str:
+    return run.get("model.arch") or run.summary["model"]
+
+
+def depth(run: Run) -> int:
+    """A CIFAR ResNet's depth, 6n + 2 (n blocks per stage), from the run's model."""
+    return 6 * _resnets()[_arch(run)] + 2
+
+
+def largest_stable_eta(run: Run, arm: str) -> float | None:
+    """Median over the probed minibatches of the largest grid eta below the first divergent one.
+
+    An arm that never diverges on the grid counts as eta_max; one that diverges at eta_min as one
+    grid step below it. None: no divergence probe.
+    """
+    c = run.get("metrics.divergence", {}) or {}
+    lo, hi, k = c.get("eta_min", 1e-5), c.get("eta_max", 10.0), c.get("points", 13)
+    step = (hi / lo) ** (1 / max(k - 1, 1))
+    firsts = [r["divergence/first_divergent_eta"] for r in run.rows(arm, "probe", "divergence/first_divergent_eta")]
+    if not firsts:
+        return None
+    return statistics.median(hi if f is None else f / step for f in firsts)
+
+
+def _depth_etas(runs: list[Run], arm: str) -> dict[int, float | None]:
+    return {depth(r): largest_stable_eta(r, arm) for r in runs if _arch(r) in _resnets()}
+
+
+BJORCK_COMPARES = "ResNets of several depths, one seed: the same data order, Kaiming init, probed at initialization"
+
+
+@claim("bjorck_no_bn_eta_falls_with_depth", "Without BN, the largest stable step at initialization falls with depth",
+       "Bjorck et al. 2018", ["bjorck_depth"], BJORCK_COMPARES,
+       "log10(largest non-divergent eta of none at the shallowest depth / at the deepest), each the median over the "
+       "probed minibatches of the grid step below the first eta with L(w - eta g)/L(w) > threshold",
+       LOG_RATIO, "depth_eta_min_ratio", grid=("model.arch",))
+def bjorck_falls_with_depth(runs, cfg):
+    etas = _depth_etas(runs, "none")
+    if len(etas) < 2 or None in etas.values():
+        return Skip(False, f"needs divergence probes at >= 2 ResNet depths, has {sorted(etas)}")
+    if etas[min(etas)] == etas[max(etas)]:
+        return Skip(True, f"none's stable eta is {etas[min(etas)]:g} at depth {min(etas)} and {max(etas)} alike")
+    return log_ratio(etas[min(etas)], etas[max(etas)], "stable eta")
+
+
+@claim("bjorck_bn_eta_far_above_at_depth", "At the deepest ResNet, BN's largest stable step is far above no-BN's",
+       "Bjorck et al. 2018", ["bjorck_depth"], BJORCK_COMPARES,
+       "log10(largest non-divergent eta of bn / of none) at the deepest ResNet of the seed (ResNet-110)",
+       LOG_RATIO, "divergence_min_ratio", grid=("model.arch",))
+def bjorck_bn_far_above(runs, cfg):
+    deepest = max((r for r in runs if _arch(r) in _resnets()), key=depth, default=None)
+    if deepest is None:
+        return Skip(False, "no ResNet run")
+    bn, none = largest_stable_eta(deepest, "bn"), largest_stable_eta(deepest, "none")
+    if bn is not None and bn == none:
+        return Skip(True, f"both arms are stable up to eta {bn:g} at depth {depth(deepest)}")
+    return log_ratio(bn, none, "stable eta")
+
+
+def outlier_ratio(run: Run, arm: str, mode: str) -> dict[int, float]:
+    """{probe step: |lambda_max| / bulk edge} of the SLQ measure in one BN mode (metrics/curvature.outliers)."""
+    key = f"curvature/ratio@{mode}"
+    return {r["step"]: r[key] for r in run.rows(arm, "probe", key)}
+
+
+def _outlier_effect(run: Run, num: tuple[str, str], den: tuple[str, str]) -> Eff | Skip:
+    """Mean over the probe steps both sides have of log10(ratio of ``num`` / ratio of ``den``) ((arm, mode) each)."""
+    a, b = outlier_ratio(run, *num), outlier_ratio(run, *den)
+    steps = sorted(set(a) & set(b))
+    logs = [math.log10(a[s] / b[s]) for s in steps if a[s] > 0 and b[s] > 0]
+    if not logs:
+        return Skip(False, f"no SLQ outlier probe (curvature/ratio@) in {num[0]}@{num[1]} and {den[0]}@{den[1]}")
+    return Eff(statistics.fmean(logs))
+
+
+GHORBANI_COMPARES = "one run, both arms probed at the same steps (init, after a short training) on the step's batch"
+
+
+@claim("outliers_without_bn", "Without BN the Hessian has isolated outliers far above the bulk; with BN "
+       "(batch statistics) they are absent", "Ghorbani, Krishnan & Xiao 2019", ["ghorbani_spectrum"],
+       GHORBANI_COMPARES, "log10(outlier ratio of none / of bn with batch statistics), outlier ratio = |lambda_max| / "
+       "edge of the bulk (|eigenvalue| below which 99% of the SLQ measure lies), mean over the probe steps",
+       LOG_RATIO, "outlier_min_ratio")
+def outliers_without_bn(run, cfg, window=None):
+    return _outlier_effect(run, ("none", "batch"), ("bn", "batch"))
+
+
+@claim("outliers_return_with_running_stats", "With BN, the Hessian's outliers return when it uses running "
+       "statistics", "Ghorbani, Krishnan & Xiao 2019", ["ghorbani_spectrum"], GHORBANI_COMPARES,
+       "log10(outlier ratio of bn with running statistics / with batch statistics), same criterion, mean over the "
+       "probe steps", LOG_RATIO, "outlier_min_ratio", arms=("bn",))
+def outliers_return(run, cfg, window=None):
+    return _outlier_effect(run, ("bn", "running"), ("bn", "batch"))
+
+
+DLN_COMPARES = "bn vs none in one run of the deep linear network: equal init and data, probed at the same steps"
+claim("dln_landscape_band_smaller",
+      "In the deep linear network, BN's loss landscape band along the gradient is smaller",
+      "Santurkar et al. 2018 (Fig. 4, DLN)", ["santurkar_dln"], DLN_COMPARES,
+      "log10(none / bn) of the median over probes of (loss_max - loss_min) / L(w) (scale-free band)",
+      LOG_RATIO, "landscape_min_ratio", windowed=True)(_landscape("loss_band_rel"))
+claim("dln_beta_eff_smaller", "In the deep linear network, BN's effective beta-smoothness is smaller",
+      "Santurkar et al. 2018 (Fig. 4, DLN)", ["santurkar_dln"], DLN_COMPARES,
+      "log10(none / bn) of the median over probes of beta_eff", LOG_RATIO, "beta_min_ratio",
+      windowed=True)(_landscape("beta_eff"))
+
+
 # ---------------------------------------------------------------- judge ----
 
 

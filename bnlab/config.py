@@ -73,8 +73,8 @@ def validate(cfg: DictConfig) -> None:
         raise BnlabError(f"arms={arms} repeats an arm; list each norm once")
     for arm in arms:
         norms.check(arm)
-    if cfg.model.arch not in models.ARCHS:
-        raise BnlabError(f"model.arch={cfg.model.arch} is not known; choose from {', '.join(models.ARCHS)}")
+    if cfg.model.arch not in models.NETWORKS:
+        raise BnlabError(f"model.arch={cfg.model.arch} is not known; choose from {', '.join(models.NETWORKS)}")
     if cfg.init.scheme not in init.SCHEMES:
         raise BnlabError(f"init.scheme={cfg.init.scheme} is not known; choose from {', '.join(init.SCHEMES)}")
     if cfg.optim.name not in optim.OPTIMIZERS:

@@ -13,6 +13,10 @@ CIFAR is read straight from the official "python version" folders
 the official layout (such as the 5,085-image CIFAR-10 subset used offline) is
 accepted and its image count reported. When the folder is missing and
 ``data.download=true``, torchvision downloads the official archive first.
+
+``data=gaussian`` is the one dataset that is not images: Santurkar et al.'s synthetic
+regression for their deep linear network (float vectors x ~ N(0, I), targets y = A x), drawn
+from ``data.seed`` and held on the device like the images.
 """
 
 from __future__ import annotations
@@ -64,13 +68,13 @@ class Dataset:
     """A train/test split held as uint8 images and int64 labels on one device."""
 
     name: str
-    train_x: torch.Tensor  # uint8, N x 3 x 32 x 32
-    train_y: torch.Tensor  # int64, N
+    train_x: torch.Tensor  # uint8, N x 3 x 32 x 32 (gaussian: float32 N x dim)
+    train_y: torch.Tensor  # int64, N (gaussian: float32 targets N x dim)
     test_x: torch.Tensor
     test_y: torch.Tensor
-    num_classes: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    num_classes: int  # gaussian: the output dimension
+    mean: tuple[float, float, float] | None  # None: the inputs are used as they are (gaussian)
+    std: tuple[float, float, float] | None
     source: str  # where it came from, for the records
 
     @property
@@ -92,14 +96,16 @@ class Dataset:
 
 
 def load(cfg, device: torch.device) -> Dataset:
-    """Build the dataset named by ``cfg.name`` (cifar10, cifar100, synthetic)."""
+    """Build the dataset named by ``cfg.name`` (cifar10, cifar100, synthetic, gaussian)."""
     if cfg.name == "synthetic":
         ds = _synthetic(cfg)
+    elif cfg.name == "gaussian":
+        ds = gaussian(cfg)
     elif cfg.name in _CIFAR:
         ds = _cifar(cfg)
     else:
         raise BnlabError(
-            f"data={cfg.name} is not a known dataset; use data=cifar10, data=cifar100 or data=synthetic"
+            f"data={cfg.name} is not a known dataset; use data=cifar10, data=cifar100, data=synthetic or data=gaussian"
         )
     if cfg.get("train_size"):
         n = int(cfg.train_size)
@@ -249,6 +255,24 @@ def _synthetic(cfg) -> Dataset:
     )
 
 
+def gaussian(cfg) -> Dataset:
+    """Santurkar et al. 2018's DLN data: x ~ N(0, I_dim), target y = A x with A ~ N(0, 1)^(dim x dim).
+
+    Everything (A, then the training and the test inputs) comes from one generator seeded with
+    ``data.seed``: the same seed gives the same tensors. Noise-free, as in the paper.
+    """
+    dim, n_train, n_test = int(cfg.dim), int(cfg.num_train), int(cfg.num_test)
+    for key, v in (("dim", dim), ("num_train", n_train), ("num_test", n_test)):
+        if v <= 0:
+            raise BnlabError(f"data.{key}={v} must be > 0; pass e.g. data.{key}=10")
+    g = torch.Generator().manual_seed(int(cfg.seed))
+    a = torch.randn(dim, dim, generator=g)
+    train_x = torch.randn(n_train, dim, generator=g)
+    test_x = torch.randn(n_test, dim, generator=g)
+    return Dataset("gaussian", train_x, train_x @ a.T, test_x, test_x @ a.T, dim, None, None,
+                   f"generated (seed {int(cfg.seed)})")
+
+
 # ------------------------------------------------------ batches on device ----
 
 
@@ -275,10 +299,12 @@ class Batches:
         self.generator = torch.Generator().manual_seed(seed)
         self.steps_per_epoch = ds.train_size // batch_size
         self.device = ds.train_x.device
-        mean = torch.tensor(ds.mean, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(ds.std, device=self.device).view(1, 3, 1, 1)
-        # x_norm = x_uint8 * scale + shift, one fused multiply-add per batch
-        self._scale, self._shift = 1.0 / (255.0 * std), -mean / std
+        self._scale = self._shift = None  # vectors (gaussian) are used as they are
+        if ds.mean is not None:
+            mean = torch.tensor(ds.mean, device=self.device).view(1, 3, 1, 1)
+            std = torch.tensor(ds.std, device=self.device).view(1, 3, 1, 1)
+            # x_norm = x_uint8 * scale + shift, one fused multiply-add per batch
+            self._scale, self._shift = 1.0 / (255.0 * std), -mean / std
         self._order = torch.empty(0, dtype=torch.int64)
         self._pos = 0
 
@@ -305,6 +331,8 @@ class Batches:
         self._order, self._pos = state["order"].clone(), int(state["pos"])
 
     def normalize(self, x_uint8: torch.Tensor) -> torch.Tensor:
+        if self._scale is None:
+            return x_uint8
         x = x_uint8.float() * self._scale + self._shift
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 

@@ -1,4 +1,5 @@
-"""CIFAR networks with a norm switch: VGG-11/16, ResNet-20/56, a small CNN.
+"""Networks with a norm switch: CIFAR VGG-11/16, ResNet-20/32/56/110, a small CNN, and
+Santurkar et al.'s deep linear network (DLN) for vector data.
 
 Every conv is followed by ``norms.make(norm, ...)`` and then the ReLU (BN
 after the conv, before the nonlinearity, as in Ioffe & Szegedy 2015). A conv
@@ -25,8 +26,10 @@ VGG_LAYOUTS = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
 }
-RESNET_DEPTHS = {"resnet20": 3, "resnet56": 9}  # basic blocks per stage: depth = 6n + 2
-ARCHS = (*VGG_LAYOUTS, *RESNET_DEPTHS, "simple_cnn")
+# basic blocks per stage n: depth = 6n + 2 (He et al. 2016, CIFAR: 20, 32, 56, 110)
+RESNET_DEPTHS = {"resnet20": 3, "resnet32": 5, "resnet56": 9, "resnet110": 18}
+ARCHS = (*VGG_LAYOUTS, *RESNET_DEPTHS, "simple_cnn")  # the image networks; model=dln takes vectors
+NETWORKS = (*ARCHS, "dln")  # every model.arch
 
 
 def _ch(c: int, width: float) -> int:
@@ -123,6 +126,34 @@ class SimpleCNN(nn.Module):
         return self.classifier(torch.flatten(self.features(x), 1))
 
 
+class DeepLinear(nn.Module):
+    """Santurkar et al. 2018's deep linear network: ``layers`` bias-free linear maps, no nonlinearity.
+
+    In a normalized arm the norm sits between consecutive linear layers (``layers - 1`` of them); the
+    output layer is never normalized, so the network can fit any linear target. No biases: the paper's
+    model is the product W_L ... W_1 x (BN's beta is the normalized arm's only shift).
+    """
+
+    def __init__(self, in_dim, out_dim, width, layers, norm, norm_cfg):
+        super().__init__()
+        if layers < 1:
+            raise BnlabError(f"model.layers={layers} must be >= 1; pass e.g. model.layers=25")
+        dims = [in_dim] + [width] * (layers - 1) + [out_dim]
+        mods = []
+        for i in range(1, layers + 1):
+            mods.append((f"linear{i}", nn.Linear(dims[i - 1], dims[i], bias=False)))
+            if i < layers:
+                mods.append((f"norm{i}", norms.make(norm, dims[i], 1, norm_cfg)))
+        self.in_dim = in_dim
+        self.net = nn.Sequential(OrderedDict(mods))
+
+    def forward(self, x):
+        if x.ndim != 2 or x.shape[1] != self.in_dim:
+            raise BnlabError(f"model=dln takes vectors of dimension {self.in_dim}, got a batch of shape "
+                             f"{tuple(x.shape)}; use data=gaussian with data.dim={self.in_dim}")
+        return self.net(x)
+
+
 def build(cfg, norm: str, norm_cfg, num_classes: int) -> nn.Module:
     """The network named by ``cfg.arch`` with the given norm kind."""
     arch, width = cfg.arch, float(cfg.get("width", 1.0))
@@ -134,4 +165,8 @@ def build(cfg, norm: str, norm_cfg, num_classes: int) -> nn.Module:
         return ResNet(RESNET_DEPTHS[arch], norm, norm_cfg, num_classes, width)
     if arch == "simple_cnn":
         return SimpleCNN(norm, norm_cfg, num_classes, width)
-    raise BnlabError(f"model.arch={arch} is not a known network; choose from {', '.join(ARCHS)}")
+    if arch == "dln":  # width counts units here; num_classes is the data's output dimension
+        if cfg.get("in_dim") is None:
+            raise BnlabError("model=dln takes vectors, and the data gives none (no data.dim); use data=gaussian")
+        return DeepLinear(int(cfg.in_dim), num_classes, _ch(int(cfg.hidden), width), int(cfg.layers), norm, norm_cfg)
+    raise BnlabError(f"model.arch={arch} is not a known network; choose from {', '.join(NETWORKS)}")

@@ -19,12 +19,16 @@ Per run, into ``RUN_DIR/figures/``:
 - ``curvature``: top Hessian eigenvalue vs step, per BN mode (probe rows);
 - ``ics``: internal covariate shift, ``ics/<param>/l2`` and ``/cos`` (probe rows);
 - ``spectral_density``, ``surface_1d``, ``surface_2d``: from
-  ``analysis/analysis.json`` (``bnlab-analyze``).
+  ``analysis/analysis.json`` (``bnlab-analyze``);
+- ``slq_density``: Ghorbani et al. 2019: the Hessian's SLQ density per probe step
+  and BN mode, from the in-loop SLQ probe (``curvature/slq*``, metrics.curvature.slq_runs).
 
 Per sweep (a directory holding several runs), into ``SWEEP_DIR/figures/``:
 ``heatmap_final_acc`` (lr x batch size, diverged cells hatched),
 ``acc_vs_lr``, ``init_sensitivity`` and ``curves_seeds`` (mean and min-max band
-over seeds of one config).
+over seeds of one config); ``init_scales_depth`` and ``divergence_depth``
+(Bjorck et al. 2018: per-layer scales at step 0 and r(eta), a line per ResNet
+depth) and ``landscape_seeds`` (Santurkar Fig. 4 over seeds, e.g. the DLN).
 
 The data behind the figures is exposed by small functions the figures use
 (``landscape_data``, ``heatmap_data``, ``lr_sweep_data``, ``init_data``,
@@ -62,8 +66,9 @@ CURVE_PANELS = [
 ]
 
 RUN_FIGURES = ("curves", "landscape", "layer_norms", "activations", "curvature", "ics",
-               "spectral_density", "surface_1d", "surface_2d")
-SWEEP_FIGURES = ("heatmap_final_acc", "acc_vs_lr", "init_sensitivity", "curves_seeds")
+               "spectral_density", "surface_1d", "surface_2d", "slq_density")
+SWEEP_FIGURES = ("heatmap_final_acc", "acc_vs_lr", "init_sensitivity", "curves_seeds", "init_scales_depth",
+                 "divergence_depth", "landscape_seeds")
 
 # config keys that do not make two runs different experiments (seed: the replicate axis)
 IGNORED_CONFIG = ("seed", "logger", "train.progress", "data.root", "data.download")
@@ -799,10 +804,80 @@ def plot_surface_2d(run) -> list[Path]:
         return save(fig, run.dir / "figures", "surface_2d")
 
 
+# ----------------------------------------------------------------------------- per run: SLQ density (issue 18)
+
+_SLQ = re.compile(r"^curvature/slq(?P<run>\d+)_node(?P<i>\d+)@(?P<mode>\w+)$")
+
+
+def slq_data(run, arm: str) -> dict[int, dict[str, tuple[list[list[float]], list[list[float]]]]]:
+    """{probe step: {BN mode: (nodes per Lanczos run, weights per run)}} from ``curvature/slq<r>_*@<mode>`` keys."""
+    out: dict[int, dict] = {}
+    for r in _as_run(run).rows(arm, "probe"):
+        found: dict[str, dict[int, list]] = {}
+        for k, v in r.items():
+            m = _SLQ.match(k)
+            w = r.get(f"curvature/slq{m['run']}_weight{m['i']}@{m['mode']}") if m else None
+            if m and finite(v) and finite(w):
+                found.setdefault(m["mode"], {}).setdefault(int(m["run"]), []).append((float(v), float(w)))
+        for mode, per_run in found.items():
+            out.setdefault(r["step"], {})[mode] = ([[n for n, _ in p] for p in per_run.values()],
+                                                   [[w for _, w in p] for p in per_run.values()])
+    return out
+
+
+def slq_density(nodes: list[list[float]], weights: list[list[float]], grid_size: int = 400):
+    """(grid, density): the SLQ measure broadened by Gaussians of 5 grid cells, runs averaged (as
+    metrics/curvature.spectral_density does)."""
+    theta = np.concatenate([np.asarray(n, dtype=float) for n in nodes])
+    tau = np.concatenate([np.asarray(w, dtype=float) for w in weights]) / len(nodes)
+    lo, hi = theta.min(), theta.max()
+    span = (hi - lo) or max(abs(hi), 1.0)
+    sigma = 5.0 * span / grid_size
+    grid = np.linspace(lo - 4 * sigma - 0.01 * span, hi + 4 * sigma + 0.01 * span, grid_size)
+    gauss = np.exp(-0.5 * ((grid[:, None] - theta) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
+    return grid, gauss @ tau
+
+
+def plot_slq_density(run) -> list[Path]:
+    """Ghorbani et al. 2019: the Hessian's SLQ density at each probe step (columns) per BN mode (rows), every arm."""
+    run = _as_run(run)
+    data = {arm: slq_data(run, arm) for arm in run.arms}
+    steps = sorted({s for d in data.values() for s in d})
+    if not steps:
+        raise Skip("no probe rows with curvature/slq* keys (metrics.curvature.slq_runs)")
+    modes = [m for m in ("batch", "running") if any(m in d.get(s, {}) for d in data.values() for s in steps)]
+    ratios = {arm: {r["step"]: r for r in run.rows(arm, "probe")} for arm in run.arms}
+    with _style() as plt:
+        fig, axes = plt.subplots(len(modes), len(steps), figsize=(4.4 * len(steps) + 1, 3.4 * len(modes) + 0.8),
+                                 squeeze=False, constrained_layout=True)
+        for i, mode in enumerate(modes):
+            for j, step in enumerate(steps):
+                ax = axes[i, j]
+                for arm, d in data.items():
+                    if mode not in d.get(step, {}):
+                        continue
+                    grid, dens = slq_density(*d[step][mode])
+                    ratio = ratios[arm].get(step, {}).get(f"curvature/ratio@{mode}")
+                    label = arm + (f" (|λmax| / bulk edge {ratio:.3g})" if finite(ratio) else "")
+                    ax.plot(grid, _positive(dens), color=arm_color(arm, _arm_index(run)[arm]), lw=1.2, label=label)
+                ax.set_yscale("log")
+                ax.set_title(f"({_panel_letter(i * len(steps) + j)}) step {step}, {mode} statistics", loc="left")
+                ax.set_xlabel("Hessian eigenvalue (nats / param$^2$)")
+                ax.set_ylabel("spectral density (log)")
+                ax.legend(title="arm", frameon=False)
+        c = run.get("metrics.curvature") or {}
+        _titles(fig, "Hessian eigenvalue density on the training batch by SLQ (Ghorbani et al. 2019): outliers lie far "
+                     "right of the bulk; batch: train-mode batch statistics, running: eval mode",
+                _run_subtitle(run, f"{c.get('slq_runs', '?')} SLQ run(s) of {c.get('slq_steps', '?')} Lanczos steps; "
+                                   f"bulk edge: |eigenvalue| below {c.get('bulk_mass', '?')} of the mass"))
+        return save(fig, run.dir / "figures", "slq_density")
+
+
 RUN_PLOTS = {
     "curves": plot_curves, "landscape": plot_landscape, "layer_norms": plot_layer_norms,
     "activations": plot_activations, "curvature": plot_curvature, "ics": plot_ics,
     "spectral_density": plot_spectral_density, "surface_1d": plot_surface_1d, "surface_2d": plot_surface_2d,
+    "slq_density": plot_slq_density,
 }
 
 
@@ -1182,9 +1257,154 @@ def plot_curves_seeds(runs: list[Run], out_dir: Path) -> list[Path]:
     return paths
 
 
+# ----------------------------------------------------------------------------- sweeps: paper scale (issue 18)
+
+_DEPTH = re.compile(r"^resnet(?P<depth>\d+)$")
+
+
+def depth_groups(runs: list[Run]) -> dict[int, list[Run]]:
+    """The ResNet runs by depth (resnet<depth>), shallowest first."""
+    out: dict[int, list[Run]] = {}
+    for r in runs:
+        m = _DEPTH.match(str(r.summary.get("model")))
+        if m:
+            out.setdefault(int(m["depth"]), []).append(r)
+    return dict(sorted(out.items()))
+
+
+def _median(rows: list[list[float]]) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a layer or eta that is NaN in every run stays NaN
+        return np.nanmedian(np.array(rows, dtype=float), axis=0)
+
+
+def init_profile(runs: list[Run], arm: str, kind: str) -> tuple[list[str], np.ndarray]:
+    """Median over runs (seeds) of ``init/<kind>/<layer>`` at step 0, layers in network order: (layers, values)."""
+    per = []
+    for r in runs:
+        rows = [x for x in r.rows(arm, "probe") if x["step"] == 0]
+        prefix = f"init/{kind}/"
+        if rows and any(k.startswith(prefix) for k in rows[0]):
+            per.append({k[len(prefix):]: _num(v) for k, v in rows[0].items() if k.startswith(prefix)})
+    if not per:
+        return [], np.array([])
+    names = list(per[0])
+    return names, _median([[p.get(n, np.nan) for n in names] for p in per])
+
+
+def divergence_profile(runs: list[Run], arm: str) -> tuple[np.ndarray, np.ndarray]:
+    """(etas, median over runs and probed minibatches of L(w - eta g) / L(w)) from ``divergence/ratio@<eta>``."""
+    per = []
+    for r in runs:
+        for row in r.rows(arm, "probe"):
+            vals = {float(k.split("@", 1)[1]): _num(v) for k, v in row.items() if k.startswith("divergence/ratio@")}
+            if vals:
+                per.append(vals)
+    if not per:
+        return np.array([]), np.array([])
+    etas = sorted(set().union(*per))
+    return np.array(etas), _median([[p.get(e, np.nan) for e in etas] for p in per])
+
+
+def _depth_colors(depths: list[int]) -> dict[int, tuple]:
+    cmap = _plt().get_cmap("viridis")
+    return {d: cmap(i / max(len(depths) - 1, 1) * 0.9) for i, d in enumerate(depths)}
+
+
+def _by_depth(runs: list[Run], has) -> dict[int, list[Run]]:
+    groups = {d: g for d, g in depth_groups(runs).items() if has(g)}
+    if len(groups) < 2:
+        raise Skip(f"needs ResNet runs of >= 2 depths with these records, has {sorted(groups) or 'none'}")
+    return groups
+
+
+def plot_init_scales_depth(runs: list[Run], out_dir: Path) -> list[Path]:
+    """Bjorck et al. 2018: per-layer activation std and gradient norm at initialization, one line per depth."""
+    groups = _by_depth(runs, lambda g: any(len(init_profile(g, a, "act_std")[0]) for a in _all_arms(g)))
+    arms, colors = _all_arms(runs), _depth_colors(list(groups))
+    kinds = (("act_std", "activation std of the layer's output"), ("grad_norm", "||grad W|| of the layer"))
+    with _style() as plt:
+        fig, axes = plt.subplots(2, len(arms), figsize=(5.5 * len(arms), 7.5), squeeze=False, constrained_layout=True)
+        for i, (kind, ylabel) in enumerate(kinds):
+            for j, arm in enumerate(arms):
+                ax = axes[i, j]
+                for d, g in groups.items():
+                    _, v = init_profile(g, arm, kind)
+                    ax.plot(np.arange(1, len(v) + 1), _positive(v), color=colors[d], lw=1.2, label=f"ResNet-{d}")
+                ax.set_yscale("log")
+                what = kind.replace("_", " ")
+                ax.set_title(f"({_panel_letter(i * len(arms) + j)}) {arm}: {what} at step 0", loc="left")
+                ax.set_xlabel("layer (conv/linear, input to output)")
+                ax.set_ylabel(f"{ylabel} (log)")
+                ax.legend(title="depth (median over seeds)", frameon=False)
+        _titles(fig, "Activations and gradients at initialization grow with depth without BN (Bjorck et al. 2018)",
+                sweep_scale_line([r.summary for g in groups.values() for r in g]))
+        return save(fig, out_dir, "init_scales_depth")
+
+
+def plot_divergence_depth(runs: list[Run], out_dir: Path) -> list[Path]:
+    """Bjorck et al. 2018: relative loss L(w - eta g) / L(w) vs eta, one line per depth, a panel per arm."""
+    groups = _by_depth(runs, lambda g: any(divergence_profile(g, a)[0].size for a in _all_arms(g)))
+    arms, colors = _all_arms(runs), _depth_colors(list(groups))
+    threshold = groups[min(groups)][0].get("metrics.divergence.threshold", 1000.0)
+    with _style() as plt:
+        fig, axes = plt.subplots(1, len(arms), figsize=(5.5 * len(arms), 4.4), squeeze=False, constrained_layout=True,
+                                 sharey=True)
+        for j, arm in enumerate(arms):
+            ax = axes[0, j]
+            for d, g in groups.items():
+                etas, ratio = divergence_profile(g, arm)
+                ax.plot(etas, _positive(ratio), color=colors[d], lw=1.3, marker="o", ms=3, label=f"ResNet-{d}")
+            ax.axhline(threshold, color="0.4", ls="--", lw=0.8, label=f"divergence threshold {threshold:g}")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_title(f"({_panel_letter(j)}) {arm}", loc="left")
+            ax.set_xlabel("step size eta")
+            ax.set_ylabel("L(w - eta g) / L(w) (log; median over seeds and minibatches)")
+            ax.legend(title="depth", frameon=False)
+        _titles(fig, "Divergence probe at initialization (Bjorck et al. 2018): relative loss after one gradient step "
+                     "of size eta", sweep_scale_line([r.summary for g in groups.values() for r in g]))
+        return save(fig, out_dir, "divergence_depth")
+
+
+def plot_landscape_seeds(runs: list[Run], out_dir: Path) -> list[Path]:
+    """Santurkar et al. 2018 Fig. 4 over seeds (e.g. the DLN): scale-free band, gradient predictiveness, beta_eff."""
+    groups = [g for g in seed_groups(runs) if len(g) > 1
+              and any(g[0].rows(a, "probe", "landscape/loss_band_rel") for a in g[0].arms)]
+    if not groups:
+        raise Skip("no config with more than one seed has landscape probes (landscape/loss_band_rel)")
+    panels = (("landscape/loss_band_rel", "(a) loss band / L(w)", "(max - min of L(w - eta g)) / L(w) (log)"),
+              ("landscape/grad_pred_max", "(b) gradient predictiveness", "max ||grad L(w - eta g) - g|| (log)"),
+              ("landscape/beta_eff", "(c) effective beta-smoothness", "beta_eff (log)"))
+    keys, paths = varying_keys(runs), []
+    for g in groups:
+        label = _label(g[0], keys, runs)
+        with _style() as plt:
+            fig, axes = plt.subplots(1, 3, figsize=(13, 4.4), constrained_layout=True)
+            for ax, (key, title, ylabel) in zip(axes, panels):
+                for i, arm in enumerate(_all_arms(g)):
+                    s, mean, lo, hi = seed_band(g, arm, "probe", key)
+                    c = arm_color(arm, i)
+                    ax.fill_between(s, _positive(lo), _positive(hi), color=c, alpha=0.25, lw=0)
+                    ax.plot(s, _positive(mean), color=c, lw=1.3, label=arm)
+                ax.set_yscale("log")
+                ax.set_title(title, loc="left")
+                ax.set_xlabel(STEP)
+                ax.set_ylabel(ylabel)
+                handles, _ = ax.get_legend_handles_labels()
+                ax.legend(handles=handles + [_band_patch("0.4", "min to max over seeds")], frameon=False,
+                          title="arm (line: mean)")
+            _titles(fig, f"Loss landscape along the gradient over {len(g)} seeds (Santurkar et al. 2018, Fig. 4)"
+                    + (f" | {label}" if label else ""), sweep_scale_line([r.summary for r in g]))
+            paths += save(fig, out_dir, "landscape_seeds" if len(groups) == 1 else f"landscape_seeds_{_slug(label)}")
+    return paths
+
+
 SWEEP_PLOTS = {
     "heatmap_final_acc": plot_heatmap_final_acc, "acc_vs_lr": plot_acc_vs_lr,
     "init_sensitivity": plot_init_sensitivity, "curves_seeds": plot_curves_seeds,
+    "init_scales_depth": plot_init_scales_depth, "divergence_depth": plot_divergence_depth,
+    "landscape_seeds": plot_landscape_seeds,
 }
 
 

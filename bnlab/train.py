@@ -44,6 +44,7 @@ from bnlab import (
     freeze,
     init,
     lock,
+    losses,
     models,
     norms,
     optim,
@@ -82,7 +83,12 @@ class Arm:
     steps_to_target: int | None = None
     trainable_params: int = 0
     forward: object = None  # what the training step calls: the model, or torch.compile(model)
+    loss: str = "cross_entropy"  # data.loss (bnlab/losses.py): the step, every probe and evaluation use it
     precision: str = "fp32"
+
+    @property
+    def loss_fn(self):
+        return losses.LOSSES[self.loss]
 
     @property
     def active(self) -> bool:
@@ -174,7 +180,8 @@ def build_arm(name: str, cfg: DictConfig, num_classes: int, device, steps: int) 
         recorder = activations.ActivationRecorder(model, tracked, list(a.channels), list(a.percentiles))
     forward = torch.compile(model) if cfg.train.compile else model
     return Arm(name, kind, model, opt, sched, ics_layers=ics_layers, recorder=recorder,
-               trainable_params=trainable, forward=forward, precision=str(cfg.train.precision))
+               trainable_params=trainable, forward=forward, precision=str(cfg.train.precision),
+               loss=losses.name(cfg.data))
 
 
 def probes_due(cfg: DictConfig, step: int) -> set[str]:
@@ -194,7 +201,7 @@ def probes_due(cfg: DictConfig, step: int) -> set[str]:
 
 def initial_scales(arm: Arm, x, y) -> dict:
     """Bjorck et al.: per-layer activation std and gradient norm at initialization."""
-    res = divergence.layer_scales(arm.model, F.cross_entropy, x, y)
+    res = divergence.layer_scales(arm.model, arm.loss_fn, x, y)
     out = {}
     for layer, v in res.items():
         out[f"init/act_std/{layer}"] = v["act_std"]
@@ -203,18 +210,43 @@ def initial_scales(arm: Arm, x, y) -> dict:
     return out
 
 
-def curvature_probe(model, x, y, c) -> dict:
+def curvature_probe(model, x, y, c, loss_fn=F.cross_entropy) -> dict:
     """Top Hessian eigenvalue(s), and optionally the trace, per BN mode (the mode is in the key)."""
     out = {}
     for mode in c.bn_modes:
-        values, info = curvature.top_eigenvalues(model, F.cross_entropy, x, y, k=int(c.k), bn_mode=mode,
-                                                 tol=float(c.tol), max_hvps=int(c.max_hvps), return_info=True)
-        for i, v in enumerate(values):
-            out[f"curvature/eig{i + 1}@{mode}"] = v
-        out[f"curvature/hvps@{mode}"] = info["hvps"]
-        if c.trace_samples:
-            tr = curvature.hutchinson_trace(model, F.cross_entropy, x, y, int(c.trace_samples), bn_mode=mode)
-            out[f"curvature/trace@{mode}"], out[f"curvature/trace_stderr@{mode}"] = tr["trace"], tr["stderr"]
+        try:
+            out.update(curvature_mode(model, x, y, c, mode, loss_fn))
+        except torch.linalg.LinAlgError:  # a non-finite Hessian (weights on their way to divergence)
+            out[f"curvature/eig1@{mode}"] = float("nan")  # is a recorded result, not a crash
+    return out
+
+
+def curvature_mode(model, x, y, c, mode: str, loss_fn) -> dict:
+    """``curvature_probe`` in one BN mode."""
+    out = {}
+    values, info = curvature.top_eigenvalues(model, loss_fn, x, y, k=int(c.k), bn_mode=mode,
+                                             tol=float(c.tol), max_hvps=int(c.max_hvps), return_info=True)
+    for i, v in enumerate(values):
+        out[f"curvature/eig{i + 1}@{mode}"] = v
+    out[f"curvature/hvps@{mode}"] = info["hvps"]
+    if c.trace_samples:
+        tr = curvature.hutchinson_trace(model, loss_fn, x, y, int(c.trace_samples), bn_mode=mode)
+        out[f"curvature/trace@{mode}"], out[f"curvature/trace_stderr@{mode}"] = tr["trace"], tr["stderr"]
+    if c.get("slq_runs"):
+        out.update(slq_probe(model, x, y, c, mode, loss_fn))
+    return out
+
+
+def slq_probe(model, x, y, c, mode: str, loss_fn) -> dict:
+    """SLQ spectral measure (Ghorbani et al. 2019) in one BN mode: its outlier summary, and its nodes and
+    weights per Lanczos run (``curvature/slq<run>_node<i>@<mode>``), from which bnlab-plot draws the density."""
+    dens = curvature.spectral_density(model, loss_fn, x, y, num_runs=int(c.slq_runs),
+                                      lanczos_steps=int(c.slq_steps), bn_mode=mode)
+    res = curvature.outliers(dens["nodes"], dens["weights"], float(c.bulk_mass))
+    out = {f"curvature/{k}@{mode}": v for k, v in res.items() if v is not None}
+    for r, (nodes, weights) in enumerate(zip(dens["nodes"], dens["weights"])):
+        out.update({f"curvature/slq{r}_node{i}@{mode}": v for i, v in enumerate(nodes)})
+        out.update({f"curvature/slq{r}_weight{i}@{mode}": v for i, v in enumerate(weights)})
     return out
 
 
@@ -235,14 +267,16 @@ def train_step(arm: Arm, x, y, due: set[str], cfg: DictConfig, step: int = 0) ->
     with tf32(arm.precision == "tf32"):
         with autocast(arm.precision, device):
             logits = forward(x)
-        loss = F.cross_entropy(logits.float(), y)
+        loss = arm.loss_fn(logits.float(), y)
         arm.opt.zero_grad(set_to_none=True)
         loss.backward()
     out = {
         "loss": loss.detach(),
-        "acc": (logits.detach().argmax(1) == y).float().mean(),
         "grad_norm": gradnorms.global_grad_norm(arm.model),
     }
+    hits = losses.correct(arm.loss, logits.detach(), y)
+    if hits is not None:  # a regression has no accuracy
+        out["acc"] = hits / len(y)
     if arm.recorder is not None and arm.recorder.armed:
         stats, samples = arm.recorder.collect()
         if "activations" in due:
@@ -266,14 +300,14 @@ def train_step(arm: Arm, x, y, due: set[str], cfg: DictConfig, step: int = 0) ->
         else:
             named = [(n, p) for n, p in arm.model.named_parameters() if p.grad is not None]
             with preserved(arm.model):
-                _, g = loss_and_grad(arm.model, F.cross_entropy, x, y, [p for _, p in named])
+                _, g = loss_and_grad(arm.model, arm.loss_fn, x, y, [p for _, p in named])
             grads_before = {n: t for (n, _), t in zip(named, g)}
     arm.probe_time_s += time.perf_counter() - t0
     arm.opt.step()
     arm.sched.step()
     if "ics" in due and arm.ics_layers:
         t0 = time.perf_counter()
-        res = ics.internal_covariate_shift(arm.model, F.cross_entropy, x, y, weights_before,
+        res = ics.internal_covariate_shift(arm.model, arm.loss_fn, x, y, weights_before,
                                            grads_before, arm.ics_layers)
         for layer, v in res.items():
             probe[f"ics/{layer}/l2"], probe[f"ics/{layer}/cos"] = v["l2"], v["cos"]
@@ -306,7 +340,7 @@ def probes_at_w(arm: Arm, x, y, loss, due: set[str], cfg: DictConfig) -> dict:
     if "landscape" in due:
         c = cfg.metrics.landscape
         grid = landscape.step_grid(lr, c.lo, c.hi, int(c.points))
-        res = landscape.probe(arm.model, F.cross_entropy, x, y, grid, grad=grads, loss=loss)
+        res = landscape.probe(arm.model, arm.loss_fn, x, y, grid, grad=grads, loss=loss)
         probe.update({f"landscape/{k}": v for k, v in res.items() if not isinstance(v, list)})
         for eta, lo, gp in zip(grid, res["losses"], res["grad_preds"]):
             probe[f"landscape/loss@{eta / lr:g}lr"] = lo
@@ -314,20 +348,21 @@ def probes_at_w(arm: Arm, x, y, loss, due: set[str], cfg: DictConfig) -> dict:
     if "divergence" in due:
         c = cfg.metrics.divergence
         grid = divergence.log_grid(float(c.eta_min), float(c.eta_max), int(c.points))
-        res = divergence.relative_loss(arm.model, F.cross_entropy, x, y, grid, float(c.threshold),
+        res = divergence.relative_loss(arm.model, arm.loss_fn, x, y, grid, float(c.threshold),
                                        grad=grads, loss=loss)
         probe.update({f"divergence/ratio@{eta:.0e}": r for eta, r in zip(grid, res["ratios"])})
         probe["divergence/first_divergent_eta"] = res["first_divergent_eta"]
     if "init_scales" in due:
         probe.update(initial_scales(arm, x, y))
     if "curvature" in due:
-        probe.update(curvature_probe(arm.model, x, y, cfg.metrics.curvature))
+        probe.update(curvature_probe(arm.model, x, y, cfg.metrics.curvature, arm.loss_fn))
     return probe
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, batches: data.Batches, batch_stats: bool = False) -> dict:
-    """Test loss and accuracy in eval mode (running BN statistics).
+def evaluate(model: torch.nn.Module, batches: data.Batches, batch_stats: bool = False,
+             loss: str = "cross_entropy") -> dict:
+    """Test loss and accuracy (none for a regression ``loss``) in eval mode (running BN statistics).
 
     ``batch_stats=True``: the same, but every batch-statistics norm layer
     normalizes with the statistics of its test batch, taken in chunks of the
@@ -344,10 +379,11 @@ def evaluate(model: torch.nn.Module, batches: data.Batches, batch_stats: bool = 
         loss_sum, correct, n = 0.0, 0, 0
         for x, y in batches.test_batches(chunk):
             logits = model(x)
-            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += (logits.argmax(1) == y).sum().item()
+            loss_sum += losses.LOSSES[loss](logits, y, reduction="sum").item()
+            hits = losses.correct(loss, logits, y)
+            correct = None if hits is None else correct + hits.item()
             n += len(y)
-    return {"loss": loss_sum / n, "acc": correct / n}
+    return {"loss": loss_sum / n, **({} if correct is None else {"acc": correct / n})}
 
 
 def uses_batch_stats(model: torch.nn.Module) -> bool:
@@ -484,15 +520,16 @@ def _run(cfg: DictConfig, out_dir: Path, held: lock.RunLock) -> dict:
                 for arm in arms:
                     if not arm.active:
                         continue
-                    arm.last_test = evaluate(arm.model, batches)
-                    acc = arm.last_test["acc"]
-                    arm.best_test_acc = max(acc, arm.best_test_acc or 0.0)
-                    if arm.steps_to_target is None and convergence.reached(acc, target):
+                    arm.last_test = evaluate(arm.model, batches, loss=arm.loss)
+                    acc = arm.last_test.get("acc")  # None: a regression
+                    if acc is not None:
+                        arm.best_test_acc = max(acc, arm.best_test_acc or 0.0)
+                    if arm.steps_to_target is None and acc is not None and convergence.reached(acc, target):
                         arm.steps_to_target = step
                     row = {"step": step, "arm": arm.name, "split": "test", **arm.last_test}
                     if cfg.train.eval_batch_stats and uses_batch_stats(arm.model):
-                        bs = evaluate(arm.model, batches, batch_stats=True)
-                        row.update({"loss_batch_stats": bs["loss"], "acc_batch_stats": bs["acc"]})
+                        bs = evaluate(arm.model, batches, batch_stats=True, loss=arm.loss)
+                        row.update({f"{k}_batch_stats": v for k, v in bs.items()})
                     rows.append(row)
                 record.append(rows)
                 for r in rows:

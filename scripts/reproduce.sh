@@ -42,6 +42,11 @@ sweep batch_size_dependence 4
 sweep init_sensitivity 7
 sweep santurkar_fig4 5 seeds "${SEEDS[@]}" train.steps=600
 sweep ioffe_fig1 5 seeds "${SEEDS[@]}" train.steps=500 metrics.activations.histogram_every=null
+# Paper-scale reproductions (issue 18): the papers' own models; each file sweeps its seeds (and depths)
+JOBS2=(hydra/launcher=joblib hydra.launcher.n_jobs=2)
+sweep bjorck_depth 15 sweep "${JOBS2[@]}"        # ResNet-20/56/110 x 5 seeds, ~20 min
+sweep ghorbani_spectrum 5 sweep "${JOBS2[@]}"   # ResNet-32 x 5 seeds, ~40 min
+sweep santurkar_dln 5 sweep "${JOBS2[@]}"       # 25-layer DLN x 5 seeds, ~20 min
 
 "$BIN/bnlab-analyze" "$OUT/curvature/run"
 python_bin="$BIN/python"

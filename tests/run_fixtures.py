@@ -14,7 +14,8 @@ import pytest
 from conftest import CIFAR_MINI, QUICK, run_bnlab
 
 PROBES = ["metrics.landscape.every=4", "metrics.ics.every=4", "metrics.divergence.every=6",
-          "metrics.curvature.every=6", "metrics.curvature.max_hvps=8", "metrics.activations.every=4",
+          "metrics.curvature.every=6", "metrics.curvature.max_hvps=8", "metrics.curvature.slq_runs=1",
+          "metrics.curvature.slq_steps=4", "metrics.activations.every=4",
           "metrics.layer_norms.every=4", "logger=none"]
 # claims_tested: the sweep is a user's own experiment that names the claims it tests (bnlab-claims reads it for them)
 SWEEP = ["-m", *QUICK, "logger=none", "seed=0,1", "optim.lr=0.05,1.0",

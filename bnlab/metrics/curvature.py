@@ -345,3 +345,24 @@ def spectral_density(
         "sigma": sigma,
         "bn_mode": bn_mode,
     }
+
+
+def outliers(nodes: list[list[float]], weights: list[list[float]], mass: float = 0.99) -> dict:
+    """Ghorbani et al.'s outliers from an SLQ measure (``spectral_density``'s nodes and weights per run).
+
+    The criterion, fixed before any measurement: the edge of the bulk is the |eigenvalue| below which
+    ``mass`` of the spectral measure lies (runs averaged); ``lambda_max`` is the Ritz value of largest
+    magnitude (Lanczos finds the extremes first; an outlier may be negative); ``ratio`` = |lambda_max| /
+    edge (>= 1), None when the edge is not > 0.
+    An isolated outlier carries a weight of order 1/P (P parameters), far below 1 - mass, so it never
+    moves the edge: a large ratio means eigenvalues far above the bulk.
+    """
+    pairs = sorted((abs(n), w / len(nodes)) for ns, ws in zip(nodes, weights) for n, w in zip(ns, ws))
+    total, cum, edge = sum(w for _, w in pairs), 0.0, pairs[-1][0]
+    for value, w in pairs:
+        cum += w
+        if cum >= mass * total:
+            edge = value
+            break
+    top = max((n for ns in nodes for n in ns), key=abs)
+    return {"lambda_max": top, "bulk_edge": edge, "ratio": abs(top) / edge if edge > 0 else None}
