@@ -198,8 +198,9 @@ def test_images_are_embedded_pngs_with_alt_and_caption(sweep_run, sweep_report):
         assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100 and img.std() > 0.01
         assert a.get("alt", "").strip()
         full = (sweep_run / a["data-file"]).read_bytes()  # the figure bnlab-plot wrote, beside the records
-        assert data == report.embedded_png(sweep_run / a["data-file"])  # its palette copy, same pixels size
-        assert img.shape[:2] == matplotlib.image.imread(io.BytesIO(full), format="png").shape[:2]
+        assert data == report.embedded_png(sweep_run / a["data-file"])  # its 100-dpi palette copy
+        height, width = matplotlib.image.imread(io.BytesIO(full), format="png").shape[:2]
+        assert img.shape[:2] == (round(height * report.EMBED_SCALE), round(width * report.EMBED_SCALE))
         assert len(data) < len(full)
         files.add(a["data-file"])
     for r in runs:  # grouped per run: each run's curves figure is embedded
