@@ -56,12 +56,21 @@ def slurm(job_name: str, sweep_dir: Path) -> list[str]:
     return ["hydra/launcher=slurm_local", f"hydra.launcher.name={job_name}", f"hydra.sweep.dir={sweep_dir}"]
 
 
-def sacct_states(job_id: str) -> list[str]:
-    """Every state SLURM's accounting recorded for the job (``--duplicates``: requeued runs too)."""
-    res = subprocess.run(["sacct", "-n", "-X", "-P", "--duplicates", "-o", "State", "-j", job_id],
-                         capture_output=True, text=True, timeout=30)
-    assert res.returncode == 0, res.stderr
-    return [s.split()[0] for s in res.stdout.split()]
+FINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL")
+
+
+def sacct_states(job_id: str, wait: float = 60) -> list[str]:
+    """Every state SLURM's accounting recorded for the job (``--duplicates``: requeued runs too), once the
+    last one is final: slurmdbd records a job's end a moment after submitit has read its result."""
+    deadline = time.monotonic() + wait
+    while True:
+        res = subprocess.run(["sacct", "-n", "-X", "-P", "--duplicates", "-o", "State", "-j", job_id],
+                             capture_output=True, text=True, timeout=30)
+        assert res.returncode == 0, res.stderr
+        states = [s.split()[0] for s in res.stdout.split()]
+        if (states and states[-1] in FINAL) or time.monotonic() > deadline:
+            return states
+        time.sleep(0.5)
 
 
 def job_ids(sweep_dir: Path) -> list[str]:
