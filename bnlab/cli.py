@@ -184,6 +184,10 @@ def main() -> None:
     if preflight(sys.argv[1:]):
         from bnlab import slurm
 
+        try:
+            slurm.check_controller()
+        except BnlabError as exc:
+            fail(str(exc))
         slurm.check_accounting()  # the SLURM launcher polls job states from this process
     _app()
 

@@ -14,6 +14,21 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from bnlab.errors import BnlabError
+
+
+def controller_problem() -> str | None:
+    """Why no SLURM controller takes jobs from here (no client, controller down), or None."""
+    try:
+        res = subprocess.run(["sinfo", "-h", "-o", "%a"], capture_output=True, text=True, timeout=30)
+    except FileNotFoundError:
+        return "no SLURM client here (sinfo not found)"
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return " ".join(str(exc).split())
+    if res.returncode == 0:
+        return None
+    return " ".join((res.stderr or res.stdout).split())[:200] or f"sinfo exited with {res.returncode}"
+
 
 def accounting_problem() -> str | None:
     """Why ``sacct`` cannot answer here (accounting off, no sacct), or None when it answers."""
@@ -25,6 +40,14 @@ def accounting_problem() -> str | None:
     if res.returncode == 0:
         return None
     return " ".join((res.stderr or res.stdout).split())[:200] or f"sacct exited with {res.returncode}"
+
+
+def check_controller() -> None:
+    """BnlabError (one line, exit 2) before anything is submitted when no controller answers."""
+    why = controller_problem()
+    if why is not None:
+        raise BnlabError(f"hydra/launcher=slurm*: no SLURM controller answers here ({why}); start the cluster "
+                         f"(the local test one: bash scripts/slurm_cluster.sh up) or run on a SLURM login node")
 
 
 def check_accounting() -> None:

@@ -119,6 +119,24 @@ def test_without_accounting_one_line_instead_of_a_warning_per_poll(tmp_path, cif
     assert all((sweep / j / "summary.json").is_file() for j in ("0", "1"))
 
 
+def test_no_controller_is_one_line_and_exit_2(tmp_path, cifar_dir):
+    """The cluster forgotten or down (a fake sinfo that cannot reach it): one line before any submission."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "sinfo").write_text("#!/bin/sh\n"
+                                "echo 'sinfo: error: Unable to contact slurm controller (connect failure)' >&2\n"
+                                "exit 1\n")
+    (fake / "sinfo").chmod(0o755)
+    sweep = tmp_path / "sweep"
+    res = run_bnlab(["-m", *RUN, "train.steps=4", *slurm("unused", sweep)], tmp_path, cifar_dir,
+                    env_extra={**THREADS, "PATH": f"{fake}:{os.environ['PATH']}"})
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bnlab: error: hydra/launcher=slurm*: no SLURM controller "
+                                                   "answers here (sinfo: error: Unable to contact"), lines
+    assert "scripts/slurm_cluster.sh up" in lines[0] and not sweep.exists()
+
+
 def _start_sweep(args: list[str], cwd: Path, data_dir: Path) -> subprocess.Popen:
     env = {**_env(), "BNLAB_DATA_DIR": str(data_dir)}
     return subprocess.Popen([str(BNLAB), *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
