@@ -95,20 +95,21 @@ def _check_output_dir(path: str) -> None:
         fail(f"output dir {path}: {p} is not writable; choose another hydra.run.dir / hydra.sweep.dir")
 
 
-def preflight(args: list[str]) -> bool:
+def preflight(args: list[str]) -> None:
     """Guard the console, then compose and validate the config(s) of this command line; exit 2 on bad input.
 
-    Returns whether a ``-m`` sweep's jobs go to SLURM (``hydra/launcher=slurm``, ``slurm_local``, ...)."""
+    A ``-m`` sweep whose jobs go to SLURM (``hydra/launcher=slurm``, ``slurm_local``, ...) also needs a
+    controller that answers; the launcher polls job states from this process (bnlab/slurm.py)."""
     console.guard_stdout()  # first: a closed or full stdout must not fail anything that follows
     if any(a.split("=", 1)[0] in _PASS_THROUGH for a in args):
-        return False
+        return
     multirun = any(a in ("-m", "--multirun") for a in args)
     overrides = [a for a in args if not a.startswith("-")]
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from bnlab import config, lock
+    from bnlab import config, lock, slurm
 
     try:
         variants = _variants(overrides, multirun)
@@ -123,11 +124,13 @@ def preflight(args: list[str]) -> bool:
                 with open_dict(cfg):
                     del cfg["hydra"]
                 config.validate(cfg)
+        if to_slurm:
+            slurm.check_controller()
+            slurm.check_accounting()
     except BnlabError as exc:
         fail(str(exc))
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
         fail(one_line(exc))
-    return to_slurm
 
 
 class SweepJobFailed(CompactHydraException):
@@ -181,14 +184,7 @@ def main() -> None:
 
     # relative data paths mean "from here": made absolute before any job runs elsewhere
     sys.argv[1:] = absolute_data_args(sys.argv[1:])
-    if preflight(sys.argv[1:]):
-        from bnlab import slurm
-
-        try:
-            slurm.check_controller()
-        except BnlabError as exc:
-            fail(str(exc))
-        slurm.check_accounting()  # the SLURM launcher polls job states from this process
+    preflight(sys.argv[1:])
     _app()
 
 

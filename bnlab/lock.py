@@ -50,6 +50,12 @@ def holder_text(info: dict) -> str:
     return f"pid {info.get('pid', '?')} on host {info.get('host', '?')} since {since}"
 
 
+def held_by_another(run_dir: Path, info: dict) -> BnlabError:
+    """The one line for a run dir that a live bnlab process holds."""
+    return BnlabError(f"{run_dir} is being written by another bnlab process ({holder_text(info)}); "
+                      f"wait for it to end or stop it, or choose another hydra.run.dir")
+
+
 class RunLock:
     """Context manager: hold ``RUN_DIR/.bnlab.lock`` exclusively, or raise BnlabError naming the holder."""
 
@@ -80,10 +86,7 @@ class RunLock:
             except BlockingIOError:
                 info = _read(fd)
                 os.close(fd)
-                raise BnlabError(
-                    f"{self.path.parent} is being written by another bnlab process ({holder_text(info)}); "
-                    f"wait for it to end or stop it, or choose another hydra.run.dir"
-                ) from None
+                raise held_by_another(self.path.parent, info) from None
             except OSError as exc:
                 os.close(fd)
                 if exc.errno not in _NO_LOCKS:
@@ -138,8 +141,7 @@ def check_free(run_dir: Path) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise BnlabError(f"{Path(run_dir)} is being written by another bnlab process ({holder_text(_read(fd))}); "
-                         f"wait for it to end or stop it, or choose another hydra.run.dir") from None
+        raise held_by_another(Path(run_dir), _read(fd)) from None
     except OSError:
         pass  # no locks on this filesystem: train.run warns
     finally:

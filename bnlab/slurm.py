@@ -17,34 +17,22 @@ import sys
 from bnlab.errors import BnlabError
 
 
-def controller_problem() -> str | None:
-    """Why no SLURM controller takes jobs from here (no client, controller down), or None."""
+def why_not(command: list[str]) -> str | None:
+    """Why ``command`` (a SLURM client call) fails here, in one line, or None when it answers."""
     try:
-        res = subprocess.run(["sinfo", "-h", "-o", "%a"], capture_output=True, text=True, timeout=30)
+        res = subprocess.run(command, capture_output=True, text=True, timeout=30)
     except FileNotFoundError:
-        return "no SLURM client here (sinfo not found)"
+        return f"no SLURM client here ({command[0]} not found)"
     except (OSError, subprocess.TimeoutExpired) as exc:
         return " ".join(str(exc).split())
     if res.returncode == 0:
         return None
-    return " ".join((res.stderr or res.stdout).split())[:200] or f"sinfo exited with {res.returncode}"
-
-
-def accounting_problem() -> str | None:
-    """Why ``sacct`` cannot answer here (accounting off, no sacct), or None when it answers."""
-    try:
-        res = subprocess.run(["sacct", "-n", "-X", "-o", "JobID", "-S", "now"], capture_output=True, text=True,
-                             timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return " ".join(str(exc).split())
-    if res.returncode == 0:
-        return None
-    return " ".join((res.stderr or res.stdout).split())[:200] or f"sacct exited with {res.returncode}"
+    return " ".join((res.stderr or res.stdout).split())[:200] or f"{command[0]} exited with {res.returncode}"
 
 
 def check_controller() -> None:
     """BnlabError (one line, exit 2) before anything is submitted when no controller answers."""
-    why = controller_problem()
+    why = why_not(["sinfo", "-h", "-o", "%a"])
     if why is not None:
         raise BnlabError(f"hydra/launcher=slurm*: no SLURM controller answers here ({why}); start the cluster "
                          f"(the local test one: bash scripts/slurm_cluster.sh up) or run on a SLURM login node")
@@ -52,7 +40,7 @@ def check_controller() -> None:
 
 def check_accounting() -> None:
     """One warning line and no sacct polls when accounting is off; nothing when it answers."""
-    why = accounting_problem()
+    why = why_not(["sacct", "-n", "-X", "-o", "JobID", "-S", "now"])
     if why is None:
         return
     print(f"bnlab: warning: sacct does not answer on this SLURM cluster ({why}): without job accounting "
