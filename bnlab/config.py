@@ -93,6 +93,10 @@ def validate(cfg: DictConfig) -> None:
         if not isinstance(ft, (int, float)) or isinstance(ft, bool) or ft < 0:
             raise BnlabError(f"logger.finish_timeout={ft} must be >= 0 seconds (0: no limit); "
                              f"pass e.g. logger.finish_timeout=60")
+        for key in ("log_figures", "log_checkpoints"):
+            if not isinstance(cfg.logger.get(key, False), bool):
+                raise BnlabError(f"logger.{key}={cfg.logger.get(key)} must be true or false; "
+                                 f"pass e.g. logger.{key}=false")
     if cfg.train.only_norm_params:
         plain = [a for a in arms if a in ("none", "noisy_none")]
         if plain:

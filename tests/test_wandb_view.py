@@ -120,3 +120,18 @@ def test_a_stop_signal_during_the_wandb_finish_leaves_whole_runs(tmp_path, cifar
     for arm, info in summary["wandb"].items():
         assert wandb_records.summary(info["dir"])["state"] == "finished"
         assert sorted(wandb_records.read_run(info["dir"])["history"]) == list(range(13)), arm
+
+
+@pytest.mark.parametrize("key", ["log_figures", "log_checkpoints"])
+def test_a_logger_switch_that_is_not_a_bool_is_one_line(tmp_path, monkeypatch, capsys, key):
+    import sys
+
+    from bnlab import cli
+
+    monkeypatch.setattr(sys, "stdout", sys.stdout)  # the preflight guards stdout; give the test's back after
+    with pytest.raises(SystemExit) as exit_:
+        cli.preflight([*QUICK, f"logger.{key}=maybe", f"hydra.run.dir={tmp_path / 'out'}"])
+    assert exit_.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"bnlab: error: logger.{key}=maybe must be true or false; pass e.g. logger.{key}=false"]
+    assert not (tmp_path / "out").exists()
