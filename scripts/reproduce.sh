@@ -31,6 +31,7 @@ sweep() {  # sweep NAME JOBS [SUBDIR [OVERRIDES...]]: bnlab -m experiment=NAME i
 # Independent seeds for the verdicts (SCIENCE.md sec. 9: n >= 5), two jobs at once with one thread
 # each; shorter than the single runs above where the 5,085-image subset is fitted early anyway.
 SEEDS=(seed=0,1,2,3,4 hydra/launcher=joblib hydra.launcher.n_jobs=2)
+JOBS2=(hydra/launcher=joblib hydra.launcher.n_jobs=2)
 
 single santurkar_fig4
 single santurkar_noisy_bn
@@ -43,7 +44,14 @@ sweep init_sensitivity 7
 sweep santurkar_fig4 5 seeds "${SEEDS[@]}" train.steps=600
 sweep ioffe_fig1 5 seeds "${SEEDS[@]}" train.steps=500 metrics.activations.histogram_every=null
 # Paper-scale reproductions (issue 18): the papers' own models; each file sweeps its seeds (and depths)
-JOBS2=(hydra/launcher=joblib hydra.launcher.n_jobs=2)
+# Seeds 1-4 beside seed 0 of the runs above (issue 17: n >= 5 per claim): the same training; the
+# probes their claims do not read are off (they never change the weights: metrics/_state.preserved).
+NOPROBES=(metrics.landscape.every=null metrics.ics.every=null metrics.divergence.every=null)
+sweep init_sensitivity 28 seeds seed=1,2,3,4 train.steps=1 "${JOBS2[@]}"  # its claim reads step 0's probe only
+sweep santurkar_fig1 8 seeds seed=1,2,3,4 "${NOPROBES[@]}" "${JOBS2[@]}"
+sweep santurkar_noisy_bn 4 seeds seed=1,2,3,4 "${NOPROBES[@]}" "${JOBS2[@]}"
+sweep batch_size_dependence 16 seeds seed=1,2,3,4 "${JOBS2[@]}"
+sweep bn_only_training 4 seeds seed=1,2,3,4 "${JOBS2[@]}"
 sweep bjorck_depth 15 sweep "${JOBS2[@]}"        # ResNet-20/56/110 x 5 seeds, ~20 min
 sweep ghorbani_spectrum 5 sweep "${JOBS2[@]}"   # ResNet-32 x 5 seeds, ~40 min
 sweep santurkar_dln 5 sweep "${JOBS2[@]}"       # 25-layer DLN x 5 seeds, ~20 min
