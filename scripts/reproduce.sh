@@ -38,9 +38,9 @@ single santurkar_noisy_bn
 single curvature
 single ioffe_fig1
 single bn_only_training
-sweep santurkar_fig1 2
-sweep batch_size_dependence 4
-sweep init_sensitivity 7
+sweep santurkar_fig1 2 sweep "${JOBS2[@]}"
+sweep batch_size_dependence 4 sweep "${JOBS2[@]}"
+sweep init_sensitivity 7 sweep "${JOBS2[@]}"
 sweep santurkar_fig4 5 seeds "${SEEDS[@]}" train.steps=600
 sweep ioffe_fig1 5 seeds "${SEEDS[@]}" train.steps=500 metrics.activations.histogram_every=null
 # Paper-scale reproductions (issue 18): the papers' own models; each file sweeps its seeds (and depths)
