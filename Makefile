@@ -9,7 +9,7 @@ ifneq ($(DATA),)
 export BNLAB_DATA_DIR := $(DATA)
 endif
 
-.PHONY: help install demo test test-slow lint bench reproduce clean
+.PHONY: help install demo test test-slow lint bench gpu-check reproduce clean
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
@@ -40,6 +40,9 @@ bench: install  ## benchmarks (probe cost, curvature solvers, training speed vs 
 	$(BIN)/python scripts/bench_probes.py --out results/bench/probes.txt
 	$(BIN)/python scripts/bench_curvature.py --out results/bench/curvature.txt
 	$(BIN)/bnlab-bench --models vgg11,resnet20:0.5,resnet20 --sweep-jobs 8 --sweep-n-jobs 2 --out results/bench/speed.txt
+
+gpu-check:  ## on a CUDA machine: gpu tests, a probed run, the GPU bench -> results/bench/gpu.txt (without CUDA: one line, exit 0)
+	@BIN=$(BIN) bash scripts/gpu_check.sh
 
 reproduce: install  ## every experiment at CPU scale into results/ (+ figures, claims, report); ~75 min on 2 cores
 	BIN=$(BIN) bash scripts/reproduce.sh
