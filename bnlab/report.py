@@ -258,16 +258,10 @@ def claims_section(results: list[dict]) -> str:
 
 
 def _caption(name: str) -> str:
-    """The plot function's docstring first line for a figure file stem, else the stem."""
+    """What the figure file stem ``name`` shows (its registered figure's caption), else the stem."""
     from bnlab import plots
 
-    table_ = {**getattr(plots, "RUN_PLOTS", {}), **getattr(plots, "SWEEP_PLOTS", {})}
-    for key in sorted(table_, key=len, reverse=True):
-        if name == key or name.startswith(key + "_"):
-            doc = (table_[key].__doc__ or "").strip().split("\n")[0].replace("``", "")
-            extra = name[len(key) + 1:] if name != key else ""
-            return doc + (f" [{extra}]" if extra else "") if doc else name
-    return name
+    return plots.caption(name)
 
 
 def _rel(d: Path, root: Path) -> str:

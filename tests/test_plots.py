@@ -38,7 +38,7 @@ def captured(monkeypatch):
         figs[name] = fig
         return [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
 
-    monkeypatch.setattr(plots, "save", fake_save)
+    monkeypatch.setattr(plots.style, "save", fake_save)  # every figure saves through style.save
     yield figs
     plt.close("all")
 
