@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from bnlab import plots, train
-from bnlab.results import load_runs, read_metrics, read_summary
+from bnlab.records.store import load_runs, read_metrics, read_summary
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

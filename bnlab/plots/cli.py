@@ -12,7 +12,7 @@ from bnlab.plots import generic
 from bnlab.plots.grouping import _job_order, sweep_groups
 from bnlab.plots.registry import FIGURES, SWEEP_FIGURES
 from bnlab.plots.style import Skip, _as_run
-from bnlab.results import Run, load_runs
+from bnlab.records.store import Run, load_runs
 
 
 def run_figures(run) -> tuple[list[Path], list[str]]:

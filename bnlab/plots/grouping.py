@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from bnlab.plots.style import _num
-from bnlab.results import Run, flatten
+from bnlab.records.store import Run, flatten
 
 # config keys that do not make two runs different experiments (seed: the replicate axis)
 

@@ -22,7 +22,7 @@ from bnlab.plots.style import (
     _titles,
     arm_color,
 )
-from bnlab.results import Run, loads, stamp_mismatch
+from bnlab.records.store import Run, loads, stamp_mismatch
 
 
 def read_analysis(run) -> dict | None:

@@ -27,7 +27,7 @@ from bnlab.plots.style import (
     _titles,
     arm_color,
 )
-from bnlab.results import finite
+from bnlab.records.store import finite
 
 # ----------------------------------------------------------------------------- per run: landscape
 

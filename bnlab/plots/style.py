@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from bnlab import posthoc
-from bnlab.results import Run, finite
+from bnlab.records.store import Run, finite
 
 # Okabe & Ito (2008) colorblind-safe palette, one color per arm.
 ARM_COLORS = {"bn": "#0072B2", "none": "#D55E00"}

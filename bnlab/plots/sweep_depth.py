@@ -10,7 +10,7 @@ import numpy as np
 from bnlab.plots import keys, style
 from bnlab.plots.grouping import _all_arms, depth_groups
 from bnlab.plots.style import Skip, _num, _panel_letter, _plt, _positive, _style, _titles, sweep_scale_line
-from bnlab.results import Run
+from bnlab.records.store import Run
 
 
 def _median(rows: list[list[float]]) -> np.ndarray:

@@ -11,7 +11,7 @@ import numpy as np
 from bnlab.plots import style
 from bnlab.plots.grouping import _all_arms, _bs, _facets, _final, _lr
 from bnlab.plots.style import Skip, _band_patch, _panel_letter, _style, _titles, arm_color, sweep_scale_line
-from bnlab.results import Run
+from bnlab.records.store import Run
 
 
 @dataclass

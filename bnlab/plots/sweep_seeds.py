@@ -24,7 +24,7 @@ from bnlab.plots.style import (
     arm_color,
     sweep_scale_line,
 )
-from bnlab.results import Run
+from bnlab.records.store import Run
 
 
 def seed_band(runs: list[Run], arm: str, split: str, key: str):
