@@ -30,7 +30,7 @@ from omegaconf import OmegaConf
 from bnlab import data, models, posthoc
 from bnlab.errors import BnlabError
 from bnlab.metrics import curvature, surface
-from bnlab.results import DamagedRecord, dumps, read_config, read_summary, run_stamp
+from bnlab.records.store import DamagedRecord, dumps, read_config, read_summary, run_stamp
 
 SCHEMA = 1
 # bnlab-analyze writes into the run it analyzes; there is no --out

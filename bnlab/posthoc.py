@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bnlab.errors import BnlabError
-from bnlab.results import DISK_ERRORS, DamagedRecord, Run, load_runs
+from bnlab.records.store import DISK_ERRORS, DamagedRecord, Run, load_runs
 
 
 def usable_runs(root: Path, prog: str) -> list[Run]:

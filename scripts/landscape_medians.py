@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bnlab.analysis import LANDSCAPE_MEDIANS, landscape_medians
-from bnlab.results import read_summary
+from bnlab.claims.medians import LANDSCAPE_MEDIANS, landscape_medians
+from bnlab.records.store import read_summary
 
 
 def main() -> None:

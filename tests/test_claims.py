@@ -10,8 +10,9 @@ import math
 import yaml
 from verdict_records import arm, landscape_rows, noise, write_run
 
-from bnlab import claims, evidence
-from bnlab.results import load_runs
+from bnlab import claims
+from bnlab.claims import evidence
+from bnlab.records.store import load_runs
 
 IDS = [c.id for c in claims.CLAIMS]
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from bnlab import plots, train
-from bnlab.results import load_runs, read_metrics, read_summary
+from bnlab.records.store import load_runs, read_metrics, read_summary
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -38,7 +38,7 @@ def captured(monkeypatch):
         figs[name] = fig
         return [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
 
-    monkeypatch.setattr(plots, "save", fake_save)
+    monkeypatch.setattr(plots.style, "save", fake_save)  # every figure saves through style.save
     yield figs
     plt.close("all")
 

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from bnlab import report
-from bnlab.results import flatten, load_runs, read_metrics
+from bnlab.records.store import flatten, load_runs, read_metrics
 
 BIN = Path(sys.executable).parent
 

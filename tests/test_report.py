@@ -24,8 +24,9 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from bnlab import claims, claims_text, report
-from bnlab.results import load_runs
+from bnlab import claims, report
+from bnlab.claims import text as claims_text
+from bnlab.records.store import load_runs
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 REPORT = Path(sys.executable).with_name("bnlab-report")  # the console script of this environment

@@ -18,9 +18,10 @@ from conftest import QUICK, run_bnlab
 from torch import nn
 from verdict_records import TEST_SIZE, arm, claims_cli, landscape_rows, noise, write_run
 
-from bnlab import claims, evidence, report
+from bnlab import claims, report
+from bnlab.claims import evidence
 from bnlab.metrics import ics, landscape
-from bnlab.results import Run
+from bnlab.records.store import Run
 
 SEEDS = range(5)
 

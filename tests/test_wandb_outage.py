@@ -251,7 +251,7 @@ def run_script(code: str, args: list[str], env_extra: dict | None = None) -> dic
     return {**json.loads(res.stdout.strip().splitlines()[-1]), "stderr": res.stderr}
 
 
-# Two segments of a paired run through bnlab.tracking, as the trainer does it on a resume:
+# Two segments of a paired run through bnlab.records.wandb_log, as the trainer does it on a resume:
 # the first logs steps 0..5 and finishes; the second gets the first's ids and logs 3..8
 # (it resumed from a checkpoint at step 3, after the first had logged past it).
 # argv: the first segment's logger.mode, the second's, the run dir.
@@ -259,7 +259,7 @@ SEGMENTS = """
 import json, sys
 from pathlib import Path
 from omegaconf import OmegaConf
-from bnlab import tracking
+from bnlab.records import wandb_log as tracking
 
 modes = iter(sys.argv[1:3])
 run_dir = Path(sys.argv[3])

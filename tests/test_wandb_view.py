@@ -9,7 +9,7 @@ import wandb_records
 from conftest import QUICK, run_bnlab
 from omegaconf import OmegaConf
 
-from bnlab import tracking
+from bnlab.records import wandb_log as tracking
 
 
 def test_summary_tags_project_figures_and_artifact_of_an_offline_run(tmp_path, cifar_dir):

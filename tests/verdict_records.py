@@ -1,6 +1,6 @@
 """Synthetic run records (config.yaml, summary.json, metrics.jsonl) with effects chosen by the test.
 
-The same files ``bnlab`` writes (bnlab/results.py), filled with numbers whose truth is known, so a
+The same files ``bnlab`` writes (bnlab/records/store.py), filled with numbers whose truth is known, so a
 verdict test knows what bnlab-claims must conclude. ``noise(seed)`` is reproducible per seed.
 """
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from bnlab.results import finite, read_metrics
+from bnlab.records.store import finite, read_metrics
 
 LANDSCAPE_MEDIANS = {
     "loss_band": "median over probes of loss_max - loss_min (Santurkar Fig. 4a band width)",

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from bnlab.evidence import OTHER_EXPERIMENT
-from bnlab.stats import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
+from bnlab.claims.evidence import OTHER_EXPERIMENT
+from bnlab.claims.stats import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
 
 DASH = "-"
 

@@ -18,7 +18,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from bnlab.results import Run, flatten
+from bnlab.records.store import Run, flatten
 
 # Keys (and key prefixes) that do not change the weights a run goes through
 NOT_IN_TRAJECTORY = ("train.steps", "train.epochs", "train.log_every", "train.eval_every", "train.target_acc",
