@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bnlab import init, models, norms, optim, tracking
 from bnlab.errors import BnlabError
-from bnlab.metrics import activations, ics
+from bnlab.metrics import activations, ics, registry
 
 # Keys that do not change what is trained, so they stay out of the pair id.
 _NOT_IN_PAIR_ID = ("arms", "logger", "experiment_name", "claims_tested", "train.progress", "data.root", "data.download",
@@ -126,7 +126,7 @@ def validate(cfg: DictConfig) -> None:
         raise BnlabError(f"train.concurrent_arms={concurrent} is not known; use auto, true or false")
     if cfg.train.resume not in RESUME:
         raise BnlabError(f"train.resume={cfg.train.resume} is not known; choose from {', '.join(RESUME)}")
-    for name in ("layer_norms", "landscape", "ics", "divergence", "curvature", "activations"):
+    for name in registry.MEASUREMENTS:  # every measurement's cadence; a missing block is off
         _positive(cfg, f"metrics.{name}.every", 50, allow_none=True, integer=True)
     _positive(cfg, "metrics.landscape.points", 8, integer=True)
     _positive(cfg, "metrics.landscape.lo", 0.5)
