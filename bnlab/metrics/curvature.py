@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from bnlab.metrics._state import preserved, trainable
-from bnlab.metrics.registry import Measurement, Probe, register
+from bnlab.metrics.registry import Measurement, register
 
 BN_MODES = ("batch", "running")
 PREFIX = "curvature/"

@@ -104,5 +104,6 @@ def build_arm(name: str, cfg: DictConfig, num_classes: int, device, steps: int) 
         model.to(memory_format=torch.channels_last)
     opt, sched = optim.make(model.parameters(), cfg.optim, steps)
     forward = torch.compile(model) if cfg.train.compile else model
-    return Arm(name, kind, model, opt, sched, forward=forward, recorder=activations.recorder(model, cfg.metrics.activations),
-               loss=losses.name(cfg.data), precision=str(cfg.train.precision), trainable_params=trainable)
+    recorder = activations.recorder(model, cfg.metrics.activations)
+    return Arm(name, kind, model, opt, sched, forward=forward, recorder=recorder, loss=losses.name(cfg.data),
+               precision=str(cfg.train.precision), trainable_params=trainable)

@@ -217,7 +217,8 @@ class Session:
         test_rows = [self.evaluate_arm(arm, step) for arm in self.arms if arm.active]
         self.record.append(test_rows)
         for r in test_rows:
-            self.tracker.log(r["arm"], step, {f"test/{k}": v for k, v in r.items() if k not in ("step", "arm", "split")})
+            logged = {f"test/{k}": v for k, v in r.items() if k not in ("step", "arm", "split")}
+            self.tracker.log(r["arm"], step, logged)
 
     def evaluate_arm(self, arm: Arm, step: int) -> dict:
         tally = arm.tally
