@@ -48,7 +48,7 @@ class Hooks:
     """Ways for a caller to watch the loop (the bench's clock); none changes what is trained."""
 
     before_step: Callable[[int], None] | None = None  # called with the step number before its batch is drawn
-    before_eval: Callable[[int], None] | None = None  # called with the step number before a test evaluation
+    before_eval: Callable[[int], None] | None = None  # called with the step number when a test evaluation is due
     evaluate: bool = True  # False: no test-set evaluation at all (no test rows); for timing runs only
     step: Callable | None = None  # the step function (``train_step``'s signature); None: bnlab.train.train_step
 
@@ -210,10 +210,10 @@ class Session:
 
     def evaluate_all(self, step: int) -> None:
         """Test loss and accuracy of every active arm, to the records and W&B."""
-        if not self.hooks.evaluate:
-            return
         if self.hooks.before_eval is not None:
             self.hooks.before_eval(step)
+        if not self.hooks.evaluate:
+            return
         test_rows = [self.evaluate_arm(arm, step) for arm in self.arms if arm.active]
         self.record.append(test_rows)
         for r in test_rows:
