@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from bnlab import report
-from bnlab.bench import cpu_model  # one machine description for every benchmark
+from bnlab.bench.machine import cpu_model  # one machine description for every benchmark
 from bnlab.results import flatten, load_runs
 
 

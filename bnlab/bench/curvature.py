@@ -42,7 +42,7 @@ CE = torch.nn.functional.cross_entropy
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m bnlab.bench.curvature", description=__doc__.split("\n\n")[0])
     ap.add_argument("--arch", default="vgg11", choices=models.ARCHS)
     ap.add_argument("--width", type=float, default=0.25)
     ap.add_argument("--batch-size", type=int, default=128)
