@@ -188,7 +188,7 @@ class Session:
             due = probes.probes_due(self.blocks, step)
             # on a CPU the arms step at once (train.concurrent_arms), the slowest one first
             pool.map(functools.partial(step_arm, x=x, y=y, due=due, step=step, blocks=self.blocks, step_fn=step_fn),
-                     sorted((a for a in arms if a.active), key=lambda a: -a.tally.mean_step_s()))
+                     sorted((a for a in arms if a.active), key=_slowest_first))
             done = step + 1
             eval_due = done % int(cfg.train.eval_every) == 0 or done == self.steps
             ckpt_due = (bool(every) and done % int(every) == 0 and done < self.steps) or stop.requested is not None
@@ -276,6 +276,10 @@ class Session:
         checkpoint.path(out_dir).unlink(missing_ok=True)  # the run is complete; the final weights stay
         tracking.publish(self.tracker, cfg.logger, out_dir, summary)
         return summary
+
+
+def _slowest_first(arm: Arm) -> float:
+    return -arm.tally.mean_step_s()
 
 
 def _package_train_step():
