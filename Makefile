@@ -37,8 +37,8 @@ lint: install  ## ruff (rules in pyproject.toml) over bnlab/, tests/, scripts/
 	$(BIN)/ruff check bnlab tests scripts
 
 bench: install  ## benchmarks (probe cost, curvature solvers, training speed vs the standard loop); output in results/bench/
-	$(BIN)/python scripts/bench_probes.py --out results/bench/probes.txt
-	$(BIN)/python scripts/bench_curvature.py --out results/bench/curvature.txt
+	$(BIN)/python -m bnlab.bench.probes --out results/bench/probes.txt
+	$(BIN)/python -m bnlab.bench.curvature --out results/bench/curvature.txt
 	$(BIN)/bnlab-bench --models vgg11,resnet20:0.5,resnet20 --sweep-jobs 8 --sweep-n-jobs 2 --out results/bench/speed.txt
 
 gpu-check:  ## on a CUDA machine: gpu tests, a probed run, the GPU bench -> results/bench/gpu.txt (without CUDA: one line, exit 0)

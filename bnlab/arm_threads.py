@@ -10,10 +10,11 @@ every core on whole ops. The speed this buys is measured by ``bnlab-bench``
 Determinism: an arm's numbers depend on its own intra-op thread count only,
 which is fixed by the config and the machine's core count, never by which
 thread finishes first: the arms share no mutable state (each has its own
-model, optimizer, noise generators and copy of the config, and they read the
-same batch). The whole step runs in the arm's thread, probes included, so
-turning a probe on or off never changes the thread count, and hence the
-rounding, of the training step. The slowest arm so far starts first, so with
+model, optimizer, noise generators and tally; they only read the same batch
+and the same plain-value probe settings, never the OmegaConf config). The
+whole step runs in the arm's thread, probes included, so turning a probe on
+or off never changes the thread count, and hence the rounding, of the
+training step. The slowest arm so far starts first, so with
 more arms than threads the others fill the remaining threads.
 
 When it pays: for small models only. ``auto`` steps the arms at once when one

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from bnlab.errors import BnlabError
-from bnlab.results import DISK_ERRORS, disk_error, flatten
+from bnlab.records.store import DISK_ERRORS, disk_error, flatten
 
 FORMAT = 1
 NAME = "last.pt"

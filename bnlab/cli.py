@@ -20,8 +20,8 @@ import hydra
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, open_dict
 
-from bnlab import console
 from bnlab.errors import BnlabError
+from bnlab.records import console
 
 CONFIG_MODULE = "bnlab.configs"
 

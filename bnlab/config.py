@@ -17,9 +17,10 @@ import re
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bnlab import init, models, norms, optim, tracking
+from bnlab import init, models, norms, optim
 from bnlab.errors import BnlabError
-from bnlab.metrics import activations, ics
+from bnlab.metrics import activations, ics, registry
+from bnlab.records import wandb_log as tracking
 
 # Keys that do not change what is trained, so they stay out of the pair id.
 _NOT_IN_PAIR_ID = ("arms", "logger", "experiment_name", "claims_tested", "train.progress", "data.root", "data.download",
@@ -66,6 +67,27 @@ def _check_finite(node, path: str = "") -> None:
 def validate(cfg: DictConfig) -> None:
     """Raise BnlabError naming the first impossible value in ``cfg``."""
     _check_finite(OmegaConf.to_container(cfg, resolve=True))
+    _check_arms_and_groups(cfg)
+    _check_logger(cfg)
+    _check_frozen(cfg)
+    _check_train(cfg)
+    _check_metrics(cfg)
+    _check_seeds(cfg)
+    _check_data(cfg)
+    _check_optim(cfg)
+    _check_norm(cfg)
+    _check(cfg, "train.target_acc", lambda v: 0 <= v <= 1, "a test accuracy in [0, 1]", 0.5)
+    if cfg.metrics.divergence.eta_min > cfg.metrics.divergence.eta_max:
+        raise BnlabError(f"metrics.divergence.eta_min={cfg.metrics.divergence.eta_min} is above "
+                         f"eta_max={cfg.metrics.divergence.eta_max}; the grid runs from eta_min up to eta_max, "
+                         f"e.g. eta_min=1e-5 eta_max=1.0")
+    _check_step_sizes(cfg)
+    _check_probe_layers(cfg)
+    _check_device(str(cfg.device))
+
+
+def _check_arms_and_groups(cfg) -> None:
+    """The arms, and the names of the model, init and optimizer."""
     arms = list(cfg.arms)
     if not arms:
         raise BnlabError("arms=[] is empty; pass e.g. arms=[bn,none]")
@@ -83,6 +105,9 @@ def validate(cfg: DictConfig) -> None:
         raise BnlabError(
             f"optim.schedule={cfg.optim.schedule} is not known; choose from {', '.join(optim.SCHEDULES)}"
         )
+
+
+def _check_logger(cfg) -> None:
     if cfg.logger.name == "wandb":
         if cfg.logger.mode not in tracking.MODES:
             raise BnlabError(
@@ -97,6 +122,11 @@ def validate(cfg: DictConfig) -> None:
             if not isinstance(cfg.logger.get(key, False), bool):
                 raise BnlabError(f"logger.{key}={cfg.logger.get(key)} must be true or false; "
                                  f"pass e.g. logger.{key}=false")
+
+
+def _check_frozen(cfg) -> None:
+    """train.only_norm_params and its random control (Frankle et al. 2021)."""
+    arms = list(cfg.arms)
     if cfg.train.only_norm_params:
         plain = [a for a in arms if a in ("none", "noisy_none")]
         if plain:
@@ -108,6 +138,9 @@ def validate(cfg: DictConfig) -> None:
         if cfg.optim.weight_decay:
             raise BnlabError(f"train.random_param_control=true needs optim.weight_decay=0 (decay would move "
                              f"the frozen entries), got {cfg.optim.weight_decay}")
+
+
+def _check_train(cfg) -> None:
     _positive(cfg, "optim.lr", 0.1)
     _positive(cfg, "data.batch_size", 128, integer=True)
     _positive(cfg, "model.width", 0.25)
@@ -126,7 +159,11 @@ def validate(cfg: DictConfig) -> None:
         raise BnlabError(f"train.concurrent_arms={concurrent} is not known; use auto, true or false")
     if cfg.train.resume not in RESUME:
         raise BnlabError(f"train.resume={cfg.train.resume} is not known; choose from {', '.join(RESUME)}")
-    for name in ("layer_norms", "landscape", "ics", "divergence", "curvature", "activations"):
+
+
+def _check_metrics(cfg) -> None:
+    """Every registered measurement's cadence, then the blocks' own values."""
+    for name in registry.MEASUREMENTS:  # every measurement's cadence; a missing block is off
         _positive(cfg, f"metrics.{name}.every", 50, allow_none=True, integer=True)
     _positive(cfg, "metrics.landscape.points", 8, integer=True)
     _positive(cfg, "metrics.landscape.lo", 0.5)
@@ -153,18 +190,6 @@ def validate(cfg: DictConfig) -> None:
     layers = cfg.metrics.ics.layers
     if layers != "auto" and not OmegaConf.is_list(layers):
         raise BnlabError(f"metrics.ics.layers={layers} must be 'auto' or a list of parameter names")
-    _check_seeds(cfg)
-    _check_data(cfg)
-    _check_optim(cfg)
-    _check_norm(cfg)
-    _check(cfg, "train.target_acc", lambda v: 0 <= v <= 1, "a test accuracy in [0, 1]", 0.5)
-    if cfg.metrics.divergence.eta_min > cfg.metrics.divergence.eta_max:
-        raise BnlabError(f"metrics.divergence.eta_min={cfg.metrics.divergence.eta_min} is above "
-                         f"eta_max={cfg.metrics.divergence.eta_max}; the grid runs from eta_min up to eta_max, "
-                         f"e.g. eta_min=1e-5 eta_max=1.0")
-    _check_step_sizes(cfg)
-    _check_probe_layers(cfg)
-    _check_device(str(cfg.device))
 
 
 def _check_seeds(cfg) -> None:

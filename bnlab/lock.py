@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from bnlab.errors import BnlabError
-from bnlab.results import DISK_ERRORS, disk_error
+from bnlab.records.store import DISK_ERRORS, disk_error
 
 log = logging.getLogger(__name__)
 

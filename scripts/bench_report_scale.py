@@ -28,8 +28,8 @@ from pathlib import Path
 import yaml
 
 from bnlab import report
-from bnlab.bench import cpu_model  # one machine description for every benchmark
-from bnlab.results import flatten, load_runs
+from bnlab.bench.machine import cpu_model  # one machine description for every benchmark
+from bnlab.records.store import flatten, load_runs
 
 
 def make_sweep(run: Path, root: Path, n: int) -> Path:

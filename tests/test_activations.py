@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 
 from bnlab import data, models, train
 from bnlab.metrics import activations
-from bnlab.results import read_metrics
+from bnlab.records.store import read_metrics
 
 FAST = ["data=synthetic", "model=simple_cnn", "model.width=0.25", "logger=none", "train.steps=10",
         "train.eval_every=5", "train.progress=off"]

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from bnlab import bench, data, train
+from bnlab.records.store import read_metrics
 
 BENCH = Path(sys.executable).with_name("bnlab-bench")  # the console script of this environment
 NUM = r"([-+0-9.eE]+|nan|inf)"
@@ -153,3 +154,22 @@ def test_mfu_peak_matches_the_run_math():
     assert bench.peak_for("tf32", gpu, {"fp32": 1.0, "tf32": 2.0, "bf16": 4.0}) == "tf32"
     peaks = bench.matmul_peaks(cpu, 64)
     assert ("bf16" in peaks) == bench.native_bf16(cpu) and all(v > 0 for v in peaks.values())
+
+
+def test_paired_runs_are_timed_through_the_trainer_hooks(compose_cfg, tmp_path):
+    """The bench's clock reads through train.Hooks (nothing patched): the window holds the timed steps,
+    evaluation is skipped, and the records hold every train step but no test row."""
+    cpu = torch.device("cpu")
+    quick = ["data=synthetic", "model=simple_cnn", "model.width=0.25", "logger=none", "train.progress=off",
+             "train.checkpoint_every=null"]
+    quick += bench.probes_off(compose_cfg(*quick))
+    batch = int(compose_cfg(*quick).data.batch_size)
+    res = bench.paired_run(quick, steps=3, warmup=2, device=cpu, workdir=tmp_path / "bench")
+    assert res["clock"] == "perf_counter window" and res["seconds"] > 0 and res["images"] == 3 * batch * 2
+    seen = []
+    hooks = train.Hooks(before_step=seen.append, before_eval=lambda step: seen.append(("eval", step)),
+                        evaluate=False)
+    train.run(compose_cfg(*quick, "train.steps=4", "train.eval_every=2"), tmp_path / "run", hooks)
+    assert seen == [("eval", 0), 0, 1, ("eval", 2), 2, 3, ("eval", 4)]  # due, though skipped
+    rows = read_metrics(tmp_path / "run")
+    assert {r["split"] for r in rows} == {"train"} and len(rows) == 8

@@ -16,7 +16,7 @@ from conftest import read_jsonl
 from torch.utils.flop_counter import FlopCounterMode
 
 from bnlab import arm_threads, models, norms, train
-from bnlab.results import read_summary
+from bnlab.records.store import read_summary
 
 # every probe, at a cadence that lands on some steps and not others
 PROBES = ["metrics.layer_norms.every=4", "metrics.landscape.every=8", "metrics.ics.every=8",

@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 
 from bnlab import config, freeze, init, models, train
 from bnlab.errors import BnlabError
-from bnlab.results import read_metrics
+from bnlab.records.store import read_metrics
 
 NORM = OmegaConf.create({"bn": {"eps": 1e-5, "momentum": 0.1}})
 FAST = ["data=synthetic", "model=simple_cnn", "model.width=0.25", "logger=none", "train.steps=10",

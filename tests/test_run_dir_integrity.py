@@ -22,8 +22,9 @@ import pytest
 from conftest import BNLAB, QUICK, run_bnlab
 from test_reliability import RUN, interrupt, last_train_step, start
 
-from bnlab import lock, results
+from bnlab import lock
 from bnlab.preemption import INTERRUPTED_EXIT
+from bnlab.records import store as results
 
 LONG = [*RUN, "train.steps=100000"]  # runs until the test stops it
 

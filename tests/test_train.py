@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bnlab import train
-from bnlab.results import read_metrics, read_summary
+from bnlab.records.store import read_metrics, read_summary
 
 FAST = ["data=synthetic", "model=simple_cnn", "model.width=0.25", "logger=none",
         "train.steps=20", "train.log_every=5", "train.eval_every=10", "train.progress=off",

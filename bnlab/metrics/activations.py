@@ -27,8 +27,39 @@ Results stay on the device until the trainer's logging cadence.
 
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import nn
+
+from bnlab.metrics.registry import Measurement, register
+
+ACT, NL_IN = "act/", "nl_in/"  # a conv layer's output; the nonlinearity's input after it
+_PERCENTILE = re.compile(r"^(?P<where>act|nl_in)/(?P<layer>.+)/c(?P<ch>\d+)/p(?P<q>[0-9.]+)$")
+
+
+def stat_key(layer: str, stat: str) -> str:
+    """Record key of a whole conv output's ``mean`` or ``std``: ``act/<layer>/mean``."""
+    return f"{ACT}{layer}/{stat}"
+
+
+def parse_stat_key(k: str) -> tuple[str, str] | None:
+    """(layer, stat) of a ``stat_key``; None for any other key."""
+    if not k.startswith(ACT):
+        return None
+    layer, _, stat = k[len(ACT):].rpartition("/")
+    return (layer, stat) if layer and stat in ("mean", "std") else None
+
+
+def percentile_key(where: str, layer: str, channel: int, q: float) -> str:
+    """Record key of percentile ``q`` of a channel; ``where``: "act" (conv output) or "nl_in" (after its norm)."""
+    return f"{where}/{layer}/c{channel}/p{q:g}"
+
+
+def parse_percentile_key(k: str) -> tuple[str, str, int, float] | None:
+    """(where, layer, channel, q) of a ``percentile_key``; None for any other key."""
+    m = _PERCENTILE.match(k)
+    return None if m is None else (m["where"], m["layer"], int(m["ch"]), float(m["q"]))
 
 
 def conv_layers(model: nn.Module) -> list[str]:
@@ -71,20 +102,20 @@ class ActivationRecorder:
     def _nl_hook(self, conv: str):
         def hook(_module, _inputs, out):
             if self.armed:
-                self._percentiles(f"nl_in/{conv}", conv, out.detach().float())
+                self._percentiles("nl_in", conv, out.detach().float())
 
         return hook
 
     def _record(self, name: str, a: torch.Tensor) -> None:
         a = a.float()
-        self.captured[f"act/{name}/mean"] = a.mean()
-        self.captured[f"act/{name}/std"] = a.std()
+        self.captured[stat_key(name, "mean")] = a.mean()
+        self.captured[stat_key(name, "std")] = a.std()
         if name in self.tracked:
-            for c, values in self._percentiles(f"act/{name}", name, a).items():
+            for c, values in self._percentiles("act", name, a).items():
                 self.samples[f"{name}/c{c}"] = values
 
-    def _percentiles(self, prefix: str, layer: str, a: torch.Tensor) -> dict[int, torch.Tensor]:
-        """``<prefix>/c<ch>/p<q>`` for the tracked channels of ``a``; returns each channel's values."""
+    def _percentiles(self, where: str, layer: str, a: torch.Tensor) -> dict[int, torch.Tensor]:
+        """``percentile_key(where, layer, ...)`` for the tracked channels of ``a``; returns each channel's values."""
         out = {}
         for c in self.channels:
             if c >= a.shape[1]:
@@ -92,7 +123,7 @@ class ActivationRecorder:
             values = a[:, c].flatten()
             qs = torch.quantile(values, self.q.to(values.device))
             for p, v in zip(self.percentiles, qs):
-                self.captured[f"{prefix}/c{c}/p{p:g}"] = v
+                self.captured[percentile_key(where, layer, c, p)] = v
             out[c] = values
         return out
 
@@ -105,3 +136,25 @@ class ActivationRecorder:
     def remove(self) -> None:
         for h in self.handles:
             h.remove()
+
+
+def recorder(model: nn.Module, block) -> ActivationRecorder | None:
+    """The arm's recorder for ``metrics.activations`` (None when off): the last conv layer by default."""
+    if not block["every"]:
+        return None
+    tracked = conv_layers(model)[-1:] if block["layers"] == "auto" else list(block["layers"])
+    return ActivationRecorder(model, tracked, list(block["channels"]), list(block["percentiles"]))
+
+
+def _extra_due(block, step: int, due: bool) -> set:
+    hist = block.get("histogram_every")
+    return {"histograms"} if hist and step % int(hist) == 0 else set()  # W&B histograms
+
+
+# No hook of its own: the trainer arms the recorder for the step's forward pass (no extra pass).
+MEASUREMENT = register(Measurement(
+    name="activations", prefix=ACT, also=(NL_IN,), split="train", extra_due=_extra_due,
+    title="Activation percentiles (Ioffe & Szegedy 2015, Fig. 1)",
+    paper="Ioffe, Szegedy, Batch Normalization: Accelerating Deep Network Training by Reducing Internal "
+          "Covariate Shift, ICML 2015",
+))

@@ -40,8 +40,40 @@ import torch
 from torch import nn
 
 from bnlab.metrics._state import preserved, trainable
+from bnlab.metrics.registry import Measurement, register
 
 BN_MODES = ("batch", "running")
+PREFIX = "curvature/"
+
+
+def key(quantity: str, mode: str) -> str:
+    """Record key of a quantity in a BN mode: ``curvature/eig1@batch``, ``curvature/trace@running``..."""
+    return f"{PREFIX}{quantity}@{mode}"
+
+
+def parse_key(k: str) -> tuple[str, str] | None:
+    """(quantity, mode) of a ``key`` (SLQ nodes and weights included); None for any other key."""
+    if not k.startswith(PREFIX) or "@" not in k:
+        return None
+    quantity, _, mode = k[len(PREFIX):].rpartition("@")
+    return (quantity, mode) if quantity and mode in BN_MODES else None
+
+
+def slq_key(run: int, part: str, i: int, mode: str) -> str:
+    """Record key of node or weight ``i`` (``part``: "node" or "weight") of SLQ run ``run``."""
+    return key(f"slq{run}_{part}{i}", mode)
+
+
+def parse_slq_key(k: str) -> tuple[int, str, int, str] | None:
+    """(run, part, i, mode) of an ``slq_key``; None for any other key."""
+    parsed = parse_key(k)
+    if parsed is None or not parsed[0].startswith("slq"):
+        return None
+    head, _, tail = parsed[0][3:].partition("_")
+    part = "node" if tail.startswith("node") else "weight" if tail.startswith("weight") else None
+    if part is None or not head.isdigit() or not tail[len(part):].isdigit():
+        return None
+    return int(head), part, int(tail[len(part):]), parsed[1]
 # Lanczos stops when the new residual is this small relative to the largest
 # ||H q_j|| seen (an estimate of ||H||): the Krylov space is invariant and the
 # Ritz values are exact. Float64 round-off; a float32 model's residual stays
@@ -366,3 +398,51 @@ def outliers(nodes: list[list[float]], weights: list[list[float]], mass: float =
             break
     top = max((n for ns in nodes for n in ns), key=abs)
     return {"lambda_max": top, "bulk_edge": edge, "ratio": abs(top) / edge if edge > 0 else None}
+
+
+def record(model, x, y, c, loss_fn) -> dict:
+    """Top Hessian eigenvalue(s), and optionally the trace and SLQ, per BN mode in ``c["bn_modes"]``."""
+    out = {}
+    for mode in c["bn_modes"]:
+        try:
+            out.update(_record_mode(model, x, y, c, mode, loss_fn))
+        except torch.linalg.LinAlgError:  # a non-finite Hessian (weights on their way to divergence)
+            out[key("eig1", mode)] = float("nan")  # is a recorded result, not a crash
+    return out
+
+
+def _record_mode(model, x, y, c, mode: str, loss_fn) -> dict:
+    out = {}
+    values, info = top_eigenvalues(model, loss_fn, x, y, k=int(c["k"]), bn_mode=mode, tol=float(c["tol"]),
+                                   max_hvps=int(c["max_hvps"]), return_info=True)
+    for i, v in enumerate(values):
+        out[key(f"eig{i + 1}", mode)] = v
+    out[key("hvps", mode)] = info["hvps"]
+    if c["trace_samples"]:
+        tr = hutchinson_trace(model, loss_fn, x, y, int(c["trace_samples"]), bn_mode=mode)
+        out[key("trace", mode)], out[key("trace_stderr", mode)] = tr["trace"], tr["stderr"]
+    if c.get("slq_runs"):
+        out.update(_slq_record(model, x, y, c, mode, loss_fn))
+    return out
+
+
+def _slq_record(model, x, y, c, mode: str, loss_fn) -> dict:
+    """SLQ spectral measure (Ghorbani et al. 2019) in one BN mode: its outlier summary, and its nodes and
+    weights per Lanczos run (``slq_key``), from which bnlab-plot draws the density."""
+    dens = spectral_density(model, loss_fn, x, y, num_runs=int(c["slq_runs"]), lanczos_steps=int(c["slq_steps"]),
+                            bn_mode=mode)
+    res = outliers(dens["nodes"], dens["weights"], float(c["bulk_mass"]))
+    out = {key(k, mode): v for k, v in res.items() if v is not None}
+    for r, (nodes, weights) in enumerate(zip(dens["nodes"], dens["weights"])):
+        out.update({slq_key(r, "node", i, mode): v for i, v in enumerate(nodes)})
+        out.update({slq_key(r, "weight", i, mode): v for i, v in enumerate(weights)})
+    return out
+
+
+MEASUREMENT = register(Measurement(
+    name="curvature", prefix=PREFIX, split="probe",
+    at_w=lambda p: record(p.model, p.x, p.y, p.block, p.loss_fn),
+    title="Hessian curvature (top eigenvalues, trace, spectral density)",
+    paper="Ghorbani, Krishnan, Xiao, An Investigation into Neural Net Optimization via Hessian Eigenvalue "
+          "Density, ICML 2019",
+))

@@ -25,6 +25,39 @@ import torch
 from torch import nn
 
 from bnlab.metrics._state import loss_and_grad, preserved, trainable
+from bnlab.metrics.registry import Measurement, Probe, register
+
+PREFIX, INIT = "divergence/", "init/"
+FIRST_DIVERGENT = f"{PREFIX}first_divergent_eta"  # record key of the first divergent step size
+
+
+def ratio_key(eta: float) -> str:
+    """Record key of the loss ratio at step size ``eta``: ``divergence/ratio@1e-05``."""
+    return f"{PREFIX}ratio@{eta:.0e}"
+
+
+def parse_ratio_key(k: str) -> float | None:
+    """The step size of a ``ratio_key``; None for any other key."""
+    head = f"{PREFIX}ratio@"
+    if not k.startswith(head):
+        return None
+    try:
+        return float(k[len(head):])
+    except ValueError:
+        return None
+
+
+def init_key(quantity: str, layer: str) -> str:
+    """Record key of a per-layer scale at initialization: ``init/act_std/<layer>``, ``init/grad_norm/<layer>``."""
+    return f"{INIT}{quantity}/{layer}"
+
+
+def parse_init_key(k: str) -> tuple[str, str] | None:
+    """(quantity, layer) of an ``init_key``; None for any other key."""
+    if not k.startswith(INIT):
+        return None
+    quantity, _, layer = k[len(INIT):].partition("/")
+    return (quantity, layer) if quantity in ("act_std", "grad_norm") and layer else None
 
 
 def log_grid(eta_min: float = 1e-5, eta_max: float = 1.0, points: int = 11) -> list[float]:
@@ -93,3 +126,35 @@ def layer_scales(model: nn.Module, loss_fn, inputs: torch.Tensor, targets: torch
     for j, (name, _) in enumerate(trained):
         out[name]["grad_norm"] = values[k + j]
     return out
+
+
+def initial_scales(model: nn.Module, loss_fn, x, y) -> dict:
+    """Bjorck et al.: per-layer activation std and gradient norm at initialization, as record keys."""
+    out = {}
+    for layer, v in layer_scales(model, loss_fn, x, y).items():
+        out[init_key("act_std", layer)] = v["act_std"]
+        if "grad_norm" in v:
+            out[init_key("grad_norm", layer)] = v["grad_norm"]
+    return out
+
+
+def _at_w(p: Probe) -> dict:
+    c = p.block
+    grid = log_grid(float(c["eta_min"]), float(c["eta_max"]), int(c["points"]))
+    res = relative_loss(p.model, p.loss_fn, p.x, p.y, grid, float(c["threshold"]), grad=p.grads, loss=p.loss)
+    out = {ratio_key(eta): r for eta, r in zip(grid, res["ratios"])}
+    out[FIRST_DIVERGENT] = res["first_divergent_eta"]
+    if "init_scales" in p.due:
+        out.update(initial_scales(p.model, p.loss_fn, p.x, p.y))
+    return out
+
+
+def _extra_due(block, step: int, due: bool) -> set:
+    return {"init_scales"} if step == 0 and due else set()  # the per-layer scales at initialization
+
+
+MEASUREMENT = register(Measurement(
+    name="divergence", prefix=PREFIX, also=(INIT,), split="probe", at_w=_at_w, extra_due=_extra_due,
+    title="Step-size divergence (Bjorck et al. 2018)",
+    paper="Bjorck, Gomes, Selman, Weinberger, Understanding Batch Normalization, NeurIPS 2018",
+))

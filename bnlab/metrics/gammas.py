@@ -16,6 +16,8 @@ from torch import nn
 
 from bnlab import norms
 
+KEY = "gamma_frac_below_0.01"  # its record key (train rows, with metrics.layer_norms), threshold 0.01
+
 
 def small_gamma_fraction(model: nn.Module, threshold: float = 0.01) -> torch.Tensor | None:
     gammas = [m.weight.detach().flatten() for m in model.modules()

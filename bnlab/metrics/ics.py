@@ -28,7 +28,24 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bnlab.metrics._state import preserved
+from bnlab.metrics._state import loss_and_grad, preserved
+from bnlab.metrics.registry import Measurement, Probe, register
+
+PREFIX = "ics/"
+STATS = ("l2", "cos", "rel")
+
+
+def key(layer: str, stat: str) -> str:
+    """Record key of one ICS statistic (``l2``, ``cos``, ``rel``) of a layer: ``ics/<layer>/<stat>``."""
+    return f"{PREFIX}{layer}/{stat}"
+
+
+def parse_key(k: str) -> tuple[str, str] | None:
+    """(layer, stat) of a ``key``; None for any other key."""
+    if not k.startswith(PREFIX):
+        return None
+    layer, _, stat = k[len(PREFIX):].rpartition("/")
+    return (layer, stat) if layer and stat in STATS else None
 
 
 def weight_layers(model: nn.Module) -> list[str]:
@@ -83,3 +100,39 @@ def internal_covariate_shift(
             cos = torch.nn.functional.cosine_similarity(g_old.flatten(), g_new.flatten(), dim=0)
             out[layer] = torch.stack([diff, cos, diff / torch.linalg.vector_norm(g_old)])
     return {k: dict(zip(("l2", "cos", "rel"), v.tolist())) for k, v in out.items()}
+
+
+def probe_layers(model: nn.Module, layers) -> list[str]:
+    """The measured layers: ``auto_layers`` or the names in ``metrics.ics.layers``, trainable ones only."""
+    grad_params = {n for n, p in model.named_parameters() if p.requires_grad}
+    return [n for n in (auto_layers(model) if layers == "auto" else list(layers)) if n in grad_params]
+
+
+def _before_step(p: Probe):
+    """w_t, its gradient and the layers: what ICS needs once the optimizer has stepped (None: no layer)."""
+    layers = probe_layers(p.model, p.block["layers"])
+    if not layers:
+        return None
+    weights_before = {n: t.detach().clone() for n, t in p.model.named_parameters()}
+    if p.loss is not None:  # the step's own fp32 gradient
+        grads_before = {n: t.grad.detach().clone() for n, t in p.model.named_parameters() if t.grad is not None}
+    else:  # a bf16/tf32 step's gradient is not the spec's: recompute it in fp32
+        named = [(n, t) for n, t in p.model.named_parameters() if t.grad is not None]
+        with preserved(p.model):
+            _, g = loss_and_grad(p.model, p.loss_fn, p.x, p.y, [t for _, t in named])
+        grads_before = {n: t for (n, _), t in zip(named, g)}
+    return weights_before, grads_before, layers
+
+
+def _after_step(p: Probe, state) -> dict:
+    weights_before, grads_before, layers = state
+    res = internal_covariate_shift(p.model, p.loss_fn, p.x, p.y, weights_before, grads_before, layers)
+    # rel is scale-free: ||G - G'|| / ||G|| (bnlab-claims reads it)
+    return {key(layer, stat): v[stat] for layer, v in res.items() for stat in STATS}
+
+
+MEASUREMENT = register(Measurement(
+    name="ics", prefix=PREFIX, split="probe", at_w=_before_step, after_step=_after_step,
+    title="Internal covariate shift (Santurkar et al. 2018, Def. 2.1)",
+    paper="Santurkar, Tsipras, Ilyas, Madry, How Does Batch Normalization Help Optimization?, NeurIPS 2018",
+))

@@ -43,6 +43,31 @@ import torch
 from torch import nn
 
 from bnlab.metrics._state import flat_norm, loss_and_grad, preserved, trainable
+from bnlab.metrics.registry import Measurement, Probe, register
+
+PREFIX = "landscape/"
+GRID_CURVES = ("loss", "grad_pred")  # per-step-size curves in the records, one key per grid point
+
+
+def key(summary: str) -> str:
+    """Record key of a summary of ``probe`` (``loss_band_rel``, ``beta_eff``...)."""
+    return f"{PREFIX}{summary}"
+
+
+def grid_key(curve: str, factor: float) -> str:
+    """Record key of ``curve`` ("loss" or "grad_pred") at step size ``factor`` x lr: ``landscape/loss@0.5lr``."""
+    return f"{PREFIX}{curve}@{factor:g}lr"
+
+
+def parse_grid_key(k: str) -> tuple[str, float] | None:
+    """(curve, factor) of a ``grid_key``; None for any other key."""
+    if not (k.startswith(PREFIX) and k.endswith("lr") and "@" in k):
+        return None
+    curve, _, factor = k[len(PREFIX):-2].partition("@")
+    try:
+        return (curve, float(factor)) if curve in GRID_CURVES else None
+    except ValueError:
+        return None
 
 
 def step_grid(lr: float, lo: float = 0.5, hi: float = 4.0, points: int = 8) -> list[float]:
@@ -116,3 +141,22 @@ def probe(
         "loss_band": max(losses_f) - min(losses_f),
         "loss_band_rel": (max(losses_f) - min(losses_f)) / loss0 if loss0 > 0 else float("nan"),
     }
+
+
+def _at_w(p: Probe) -> dict:
+    """The probe on the step's batch, as record keys: its summaries and both curves over the grid."""
+    c = p.block
+    grid = step_grid(p.lr, c["lo"], c["hi"], int(c["points"]))
+    res = probe(p.model, p.loss_fn, p.x, p.y, grid, grad=p.grads, loss=p.loss)
+    out = {key(k): v for k, v in res.items() if not isinstance(v, list)}
+    for eta, lo, gp in zip(grid, res["losses"], res["grad_preds"]):
+        out[grid_key("loss", eta / p.lr)] = lo
+        out[grid_key("grad_pred", eta / p.lr)] = gp
+    return out
+
+
+MEASUREMENT = register(Measurement(
+    name="landscape", prefix=PREFIX, split="probe", at_w=_at_w,
+    title="Loss landscape (Santurkar 2018)",
+    paper="Santurkar, Tsipras, Ilyas, Madry, How Does Batch Normalization Help Optimization?, NeurIPS 2018",
+))

@@ -13,7 +13,7 @@ builds the gradient graph once and includes that in its time; one untimed HVP
 per arm warms up first. The report ends with the load average before and
 after, since other processes on a small machine skew the seconds.
 
-    .venv/bin/python scripts/bench_curvature.py --out results/bench/curvature.txt
+    .venv/bin/python -m bnlab.bench.curvature --out results/bench/curvature.txt
 
 Data: the CIFAR-10 folder from --data, else $BNLAB_DATA_DIR, else
 ../shared/data/cifar10-mini next to the repository.
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
+import sys
 import time
 from pathlib import Path
 
@@ -31,9 +31,10 @@ import torch
 from omegaconf import OmegaConf
 
 from bnlab import data, init, models
+from bnlab.bench.machine import load_average, machine_lines
 from bnlab.metrics import curvature
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = os.environ.get("BNLAB_DATA_DIR") or str(REPO.parent / "shared/data/cifar10-mini")
 NORM_CFG = OmegaConf.create({"bn": {"eps": 1e-5, "momentum": 0.1}})
 INIT_CFG = OmegaConf.create({"scheme": "kaiming_normal", "mode": "fan_in", "nonlinearity": "relu"})
@@ -41,7 +42,7 @@ CE = torch.nn.functional.cross_entropy
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m bnlab.bench.curvature", description=__doc__.split("\n\n")[0])
     ap.add_argument("--arch", default="vgg11", choices=models.ARCHS)
     ap.add_argument("--width", type=float, default=0.25)
     ap.add_argument("--batch-size", type=int, default=128)
@@ -56,18 +57,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0, help="init, batch and start-vector seed")
     ap.add_argument("--out", type=Path, help="also write the report to this file")
     return ap.parse_args(argv)
-
-
-def load_average() -> str:
-    return "load average (1, 5, 15 min) " + ", ".join(f"{x:.1f}" for x in os.getloadavg())
-
-
-def machine() -> str:
-    u = platform.uname()
-    return (
-        f"machine: {u.system} {u.release} {u.machine} ({platform.processor() or 'cpu model unknown'}), "
-        f"{os.cpu_count()} cpus; torch {torch.__version__}, {torch.get_num_threads()} threads, device cpu"
-    )
 
 
 def negated(outputs, targets):
@@ -134,7 +123,7 @@ def report(results: list[dict], args, start_load: str) -> list[str]:
         "run for that end of the spectrum (lambda_min from the top eigenvalue of -L)",
         f"seconds: best of {args.repeats} identical runs; rel.error: against Lanczos with tol={args.ref_tol} "
         f"(at most {args.ref_max_hvps} HVPs)",
-        machine(),
+        *machine_lines(torch.device("cpu")),
         "",
         f"{'arm':<5} {'params':>8} {'target':<12} {'method':<16} {'eigenvalue':>11} {'rel.error':>9} {'HVPs':>5} "
         f"{'seconds':>8} {'s/HVP':>6} converged",
@@ -156,7 +145,7 @@ def report(results: list[dict], args, start_load: str) -> list[str]:
     return [*lines, "", *(comparison(arm) for arm in results), "", f"{start_load} before, {load_average()} after"]
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
     args = parse_args(argv)
     ds = data.load(OmegaConf.create({"name": "cifar10", "root": args.data, "download": False}), torch.device("cpu"))
     batch = next(data.Batches(ds, args.batch_size, seed=args.seed))
@@ -167,7 +156,8 @@ def main(argv=None) -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("\n".join(lines) + "\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
