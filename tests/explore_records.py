@@ -1,25 +1,36 @@
-"""A stand-in for the trainer's ``bn_stats`` wiring (until the lead merges it into bnlab/train.py).
+"""Records and pages for the explorer tests, with a stand-in for the trainer's ``bn_stats`` wiring.
 
-``add_bn_records(run_dir, every)`` retrains each arm of a real run the way the trainer would (the
-run's own config: model, init, seed, lr, batch size; real CIFAR batches) with
-``bn_stats.BNRecorder`` armed every ``every`` steps, and merges what it records into the run's
-metrics.jsonl: ``bn_stats/`` and ``act_hist/`` keys into the train row of that step, ``bn_batch/``
-keys into a probe row at the last armed step. Real networks, real activations, real running statistics.
+Until the lead wires ``bn_stats.BNRecorder`` into bnlab/train.py, ``add_bn_records(run_dir, every)``
+retrains each arm of a real run the way the trainer would (the run's own config: model, init, seed, lr,
+batch size; real CIFAR batches) with the recorder armed every ``every`` steps, and merges what it records
+into the run's metrics.jsonl: ``bn_stats/`` and ``act_hist/`` keys into the train row of that step,
+``bn_batch/`` keys into a probe row at the last armed step. Real networks, activations, running statistics.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
+from conftest import CIFAR_MINI, QUICK, run_bnlab
 from omegaconf import OmegaConf
 
 from bnlab import data, init, models
 from bnlab.metrics import bn_stats
 from bnlab.metrics.activations import conv_layers
 from bnlab.results import dumps, loads
+
+EXPLORE = Path(sys.executable).with_name("bnlab-explore")  # the console script, once pyproject names it
+PROBES = ["metrics.activations.every=4", "metrics.activations.channels=[0,1]", "metrics.landscape.every=4",
+          "metrics.ics.every=4", "metrics.curvature.every=6", "metrics.curvature.max_hvps=6",
+          "metrics.layer_norms.every=4", "logger=none"]
 
 
 def arm_records(cfg, kind: str, ds, every: int) -> tuple[dict[int, dict], dict[int, dict]]:
@@ -67,3 +78,38 @@ def add_bn_records(run_dir: Path, every: int = 4) -> None:
 
 def read_rows(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def run_explore(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """bnlab-explore in a subprocess (the console script if installed, else ``python -m bnlab.explore``)."""
+    cmd = [str(EXPLORE)] if EXPLORE.exists() else [sys.executable, "-m", "bnlab.explore"]
+    return subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def page_data(html: Path) -> dict:
+    """The JSON the page draws from."""
+    m = re.search(r'<script type="application/json" id="bnlab-data">(.*?)</script>', Path(html).read_text(), re.S)
+    return json.loads(m[1].replace("<\\/", "</"))
+
+
+@pytest.fixture(scope="session")
+def explore_run(tmp_path_factory):
+    """A real paired run (every probe the curves view draws) plus bn_stats records (``add_bn_records``)."""
+    if CIFAR_MINI is None:
+        pytest.skip("needs the CIFAR-10 subset: set BNLAB_DATA_DIR (CI has ../shared/data/cifar10-mini)")
+    base = tmp_path_factory.mktemp("explore")
+    out = base / "run"
+    res = run_bnlab([*QUICK, *PROBES, f"hydra.run.dir={out}"], base, CIFAR_MINI)
+    assert res.returncode == 0, res.stderr
+    add_bn_records(out, every=4)
+    return out
+
+
+@pytest.fixture(scope="session")
+def explore_page(explore_run):
+    """``bnlab-explore RUN`` -> RUN/explore.html."""
+    res = run_explore([str(explore_run)], explore_run.parent)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == str(explore_run / "explore.html")
+    return explore_run / "explore.html"

@@ -9,62 +9,21 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
+import explore_records
 import pytest
 import torch
-from conftest import CIFAR_MINI, QUICK, run_bnlab
-from explore_records import add_bn_records, read_rows
+from explore_records import page_data, read_rows, run_explore
 from omegaconf import OmegaConf
 
 from bnlab import models
 from bnlab.metrics import bn_stats, registry
 
-EXPLORE = Path(sys.executable).with_name("bnlab-explore")  # the console script, once pyproject names it
-PROBES = ["metrics.activations.every=4", "metrics.activations.channels=[0,1]", "metrics.landscape.every=4",
-          "metrics.ics.every=4", "metrics.curvature.every=6", "metrics.curvature.max_hvps=6",
-          "metrics.layer_norms.every=4", "logger=none"]
+explore_run, explore_page = explore_records.explore_run, explore_records.explore_page  # session fixtures
 MAX_BYTES = 5_000_000  # issue 22: the demo's explorer stays under ~5 MB
-
-
-def run_explore(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """bnlab-explore in a subprocess (the console script if installed, else ``python -m bnlab.explore``)."""
-    cmd = [str(EXPLORE)] if EXPLORE.exists() else [sys.executable, "-m", "bnlab.explore"]
-    return subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
-
-
-def page_data(html: Path) -> dict:
-    """The JSON the page draws from."""
-    text = html.read_text()
-    m = re.search(r'<script type="application/json" id="bnlab-data">(.*?)</script>', text, re.S)
-    return json.loads(m[1].replace("<\\/", "</"))
-
-
-@pytest.fixture(scope="session")
-def explore_run(tmp_path_factory):
-    """A real paired run (every probe the curves view draws) plus bn_stats records (explore_records.py)."""
-    if CIFAR_MINI is None:
-        pytest.skip("needs the CIFAR-10 subset: set BNLAB_DATA_DIR (CI has ../shared/data/cifar10-mini)")
-    base = tmp_path_factory.mktemp("explore")
-    out = base / "run"
-    res = run_bnlab([*QUICK, *PROBES, f"hydra.run.dir={out}"], base, CIFAR_MINI)
-    assert res.returncode == 0, res.stderr
-    add_bn_records(out, every=4)
-    return out
-
-
-@pytest.fixture(scope="session")
-def explore_page(explore_run):
-    res = run_explore([str(explore_run)], explore_run.parent)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == str(explore_run / "explore.html")
-    return explore_run / "explore.html"
 
 
 def close(a, b) -> bool:
