@@ -167,3 +167,18 @@ def test_histogram_matches_numpy():
 def test_key_parsers_invert_builders(key, parser):
     assert parser(key) is not None and parser("loss") is None
     assert registry.owner(key).prefix == key.split("/")[0] + "/"
+
+
+def test_non_finite_record_values_are_gaps(explore_run, tmp_path):
+    """A loss recorded as NaN or Infinity (an arm blowing up) is a null in the page: strict JSON, a gap."""
+    run = tmp_path / "run"
+    shutil.copytree(explore_run, run, ignore=shutil.ignore_patterns("checkpoints", "explore.html"))
+    rows = read_rows(run)
+    hit = [r for r in rows if r["arm"] == "none" and r["split"] == "train"][-2:]
+    hit[0]["loss"], hit[1]["loss"] = "NaN", "Infinity"
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = run_explore([str(run)], tmp_path)
+    assert res.returncode == 0, res.stderr
+    loss = next(s for p in page_data(run / "explore.html")["runs"][0]["panels"] if p["id"] == "loss"
+                for s in p["series"] if s["name"] == "none train")
+    assert loss["y"][-2:] == [None, None] and None not in loss["y"][:-2]
