@@ -14,7 +14,7 @@ from pathlib import Path
 
 import explore_records
 import pytest
-from explore_records import read_rows
+from explore_records import read_rows, run_explore
 
 from bnlab.metrics import bn_stats
 
@@ -178,3 +178,25 @@ def test_toggling_an_arm_hides_its_traces(page):
     WebDriverWait(page, 5).until(lambda d: traces(d, "curve-loss")[0]["visible"] != True)  # noqa: E712
     after = traces(page, "curve-loss")
     assert all(t["visible"] == ("legendonly" if t["arm"] == arm else True) for t in after), after
+
+
+def test_sweep_page_picks_the_run(driver, sweep_run, tmp_path):
+    """A sweep's page: no console error; the run picker redraws the curves with the chosen run's records."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    out = tmp_path / "sweep.html"
+    assert run_explore([str(sweep_run), "--out", str(out)], tmp_path).returncode == 0
+    driver.get(out.as_uri())
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
+    assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    picker = Select(driver.find_element(By.ID, "run-pick"))
+    names = [o.text for o in picker.options]
+    assert len(names) == 4
+    for name in (names[-1], names[0]):
+        picker.select_by_visible_text(name)
+        recorded = [r for r in read_rows(sweep_run / name) if r["arm"] == "bn" and r["split"] == "train"]
+        drawn = next(t for t in traces(driver, "curve-loss") if t["name"] == "bn train")
+        assert drawn["x"] == [r["step"] for r in recorded]
+        assert drawn["y"] == pytest.approx([r["loss"] for r in recorded], rel=1e-5)
+    driver.find_element(By.ID, "view-curves").screenshot(str(tmp_path / "sweep-curves.png"))
