@@ -74,6 +74,7 @@ def parse_batch_key(key: str) -> tuple[str, int, str] | None:
 
 def histogram(values: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(lo, hi, fractions per bin) of ``values`` over [min, max] (device tensors: no sync here)."""
+    values = values.contiguous()  # a channel of an N C H W tensor can be a strided view
     lo, hi = values.min(), values.max()
     # torch.histc wants python bounds (a sync); bucketize against device edges instead
     edges = torch.linspace(0.0, 1.0, bins + 1, device=values.device)[1:-1] * (hi - lo) + lo
