@@ -29,12 +29,12 @@ from torch import nn
 from bnlab.metrics.activations import norm_after
 from bnlab.metrics.registry import Measurement, register
 
-STATS = register(Measurement("bn_stats", "bn_stats/", "Batch vs running statistics of BN layers",
-                             "Ioffe & Szegedy 2015, sec. 3.1", "train"))
-HIST = register(Measurement("act_hist", "act_hist/", "Activation distributions over training",
-                            "Ioffe & Szegedy 2015, Fig. 1", "train"))
-BATCH = register(Measurement("bn_batch", "bn_batch/", "A saved batch of pre-norm activations",
-                             "Ioffe & Szegedy 2015, Alg. 1", "probe"))
+STATS = register(Measurement(name="bn_stats", prefix="bn_stats/", title="Batch vs running statistics of BN layers",
+                             paper="Ioffe & Szegedy 2015, sec. 3.1", split="train"))
+HIST = register(Measurement(name="act_hist", prefix="act_hist/", title="Activation distributions over training",
+                            paper="Ioffe & Szegedy 2015, Fig. 1", split="train"))
+BATCH = register(Measurement(name="bn_batch", prefix="bn_batch/", title="A saved batch of pre-norm activations",
+                             paper="Ioffe & Szegedy 2015, Alg. 1", split="probe"))
 STAT_NAMES = ("batch_mean", "batch_var", "running_mean", "running_var")
 BATCH_PARAMS = ("running_mean", "running_var", "gamma", "beta", "eps")
 _STAT = re.compile(r"^bn_stats/(.+)/c(\d+)/(batch_mean|batch_var|running_mean|running_var)$")
