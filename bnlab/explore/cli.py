@@ -9,6 +9,7 @@ from pathlib import Path
 from bnlab import posthoc
 from bnlab.errors import BnlabError
 from bnlab.explore import data, page
+from bnlab.results import Run
 
 PROG = "bnlab-explore"
 
@@ -19,9 +20,11 @@ def run_name(root: Path, run_dir: Path) -> str:
     return str(rel) if rel.parts else root.resolve().name
 
 
-def write_page(root: Path, out: Path | None) -> Path:
-    """Read every usable run under ``root`` and write the page atomically; its path."""
-    runs = posthoc.usable_runs(root, PROG)
+def write_page(root: Path, out: Path | None = None, runs: list[Run] | None = None) -> Path:
+    """Write the page of ``runs`` (default: every usable run under ``root``) atomically to ``out``
+    (default ROOT/explore.html); its path. bnlab-report and the W&B upload call it too."""
+    root = Path(root)
+    runs = posthoc.usable_runs(root, PROG) if runs is None else runs
     out = out if out is not None else root / "explore.html"
     if out.is_dir():
         raise BnlabError(f"--out {out} is a directory; pass a file name such as --out {out / 'explore.html'}")
