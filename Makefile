@@ -25,6 +25,7 @@ DEMO_DIR := outputs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
 demo: install  ## paired BN / no-BN run on CIFAR-10 (narrow VGG-11), summary table and plots
 	$(BIN)/bnlab experiment=demo data.download=true hydra.run.dir=$(DEMO_DIR)
 	$(BIN)/bnlab-plot $(DEMO_DIR)
+	$(BIN)/bnlab-explore $(DEMO_DIR)
 	$(BIN)/bnlab-report $(DEMO_DIR)
 
 test: install  ## fast test suite (real runs on the CIFAR-10 subset, W&B offline)

@@ -187,6 +187,10 @@ def _check_metrics(cfg) -> None:
     for p in cfg.metrics.activations.percentiles:
         if not 0 <= p <= 100:
             raise BnlabError(f"metrics.activations.percentiles: {p} is not in [0, 100]")
+    for key in ("hist_every", "batch_every"):  # bnlab-explore's records (metrics/bn_stats.py)
+        _positive(cfg, f"metrics.bn_stats.{key}", 25, allow_none=True, integer=True)
+    _positive(cfg, "metrics.bn_stats.bins", 40, integer=True)
+    _positive(cfg, "metrics.bn_stats.batch_values", 256, integer=True)
     layers = cfg.metrics.ics.layers
     if layers != "auto" and not OmegaConf.is_list(layers):
         raise BnlabError(f"metrics.ics.layers={layers} must be 'auto' or a list of parameter names")

@@ -41,7 +41,7 @@ SCHEMA = 1
 NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 # What bnlab-analyze, bnlab-plot, bnlab-report and bnlab-claims write into a run dir (by default): they
 # describe the run that wrote summary.json, so a run started over in the same dir must not inherit them.
-DERIVED = ("analysis", "figures", "report.html", "claims.json", "claims.md")
+DERIVED = ("analysis", "figures", "report.html", "explore.html", "claims.json", "claims.md")
 # A write that fails for one of these reasons is the machine's state, not a bug: one line, exit 2.
 DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 

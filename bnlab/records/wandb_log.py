@@ -109,6 +109,9 @@ class NullTracker:
     def log_figures(self, step: int, paths: list[Path]) -> None:
         pass
 
+    def log_html(self, step: int, path: Path) -> None:
+        pass
+
     def log_checkpoints(self, paths: dict[str, Path]) -> None:
         pass
 
@@ -394,6 +397,15 @@ class WandbTracker:
                 run.log({"step": step, **{k: wandb.Image(str(p), caption=p.stem) for k, p in images.items()}},
                         step=step)
 
+    def log_html(self, step: int, path: Path) -> None:
+        """The run's explorer page (bnlab-explore) as ``wandb.Html`` in every arm's run; ``inject=False``:
+        the page is complete HTML with its own scripts, W&B's stylesheet would only add to it."""
+        import wandb
+
+        for arm, run in self.runs.items():
+            if step >= self.floor.get(arm, 0):
+                run.log({"step": step, "explore": wandb.Html(str(path), inject=False)}, step=step)
+
     def log_checkpoints(self, paths: dict[str, Path]) -> None:
         """Each arm's final weights as a W&B Artifact of type ``model`` (``logger.log_checkpoints``)."""
         import wandb
@@ -448,9 +460,12 @@ def publish(tracker, cfg, run_dir: Path, summary: dict) -> None:
     tracker.summarize(summary)
     if cfg.get("log_figures"):
         from bnlab import plots
+        from bnlab.explore.cli import write_page
 
         paths, _ = plots.run_figures(run_dir)  # the same figures bnlab-plot draws, into RUN_DIR/figures
-        tracker.log_figures(max(a["steps_trained"] for a in summary["arms"].values()), paths)
+        step = max(a["steps_trained"] for a in summary["arms"].values())
+        tracker.log_figures(step, paths)
+        tracker.log_html(step, write_page(Path(run_dir)))  # the interactive page, RUN_DIR/explore.html
     if cfg.get("log_checkpoints"):
         ckpts = {arm: Path(run_dir) / "checkpoints" / f"{arm}.pt" for arm in summary["arms"]}
         missing = [arm for arm, p in ckpts.items() if not p.is_file()]

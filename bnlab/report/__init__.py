@@ -117,8 +117,9 @@ def scale_statement(runs: list[Run]) -> str:
     return "; ".join(parts)
 
 
-def build(root: Path, make_figures: bool = True, runs: list[Run] | None = None) -> str:
-    """The report page of ``runs`` (default: those at or below ``root``) as HTML (draws the figures first)."""
+def build(root: Path, make_figures: bool = True, runs: list[Run] | None = None, explorer: str | None = None) -> str:
+    """The report page of ``runs`` (default: those at or below ``root``) as HTML (draws the figures first);
+    ``explorer``: the href of the bnlab-explore page beside it, linked near the top."""
     root = Path(root)
     runs = load_runs(root) if runs is None else runs
     if not runs:
@@ -165,6 +166,9 @@ def build(root: Path, make_figures: bool = True, runs: list[Run] | None = None) 
         f"<p class=\"meta\">Pair id(s): {esc(', '.join(pair_ids))}. The papers' figures use full CIFAR-10 "
         "(50,000 train / 10,000 test), full-width models and thousands of steps; read every number here at "
         "the scale above.</p></section>",
+        (f"<p class=\"explore\"><a href=\"{esc(explorer)}\">Interactive explorer</a>: activations over training, "
+         "batch vs running statistics, a BatchNorm playground on this run's activations, every curve "
+         "(one self-contained page, works offline).</p>" if explorer else ""),
         "<nav class=\"toc\" aria-label=\"Contents\"><strong>Contents</strong><ol>" + "".join(toc_items) + "</ol></nav>",
         "<section id=\"config\"><h2>Config</h2>", config_section(runs, labels, differ, same), "</section>",
         "<section id=\"summary\"><h2>Summary</h2>", summary_section(runs, labels), "</section>",
@@ -197,7 +201,9 @@ def run_cli(args) -> None:
         raise BnlabError(f"--out {out} is a directory; pass a file name, e.g. --out {out / 'report.html'}")
     fix = "free space, or pass --out FILE to write the report elsewhere"
     posthoc.check_writable(out.parent, fix)
-    page = build(args.path, make_figures=not args.no_figures, runs=runs)
+    explorer = out.with_name("explore.html")  # written by bnlab-explore (make demo does): linked when there
+    page = build(args.path, make_figures=not args.no_figures, runs=runs,
+                 explorer=explorer.name if explorer.is_file() else None)
     print(posthoc.write_text(out, page, fix))
 
 

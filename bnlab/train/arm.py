@@ -8,7 +8,7 @@ import torch
 from omegaconf import DictConfig
 
 from bnlab import freeze, init, losses, models, norms, optim
-from bnlab.metrics import activations
+from bnlab.metrics import activations, bn_stats
 
 
 @dataclass
@@ -46,6 +46,7 @@ class Arm:
     sched: torch.optim.lr_scheduler.LRScheduler
     forward: object = None  # what the training step calls: the model, or torch.compile(model)
     recorder: activations.ActivationRecorder | None = None
+    bn_recorder: bn_stats.BNRecorder | None = None  # metrics.bn_stats: what bnlab-explore draws
     loss: str = "cross_entropy"  # data.loss (bnlab/losses.py): the step, every probe and evaluation use it
     precision: str = "fp32"
     trainable_params: int = 0
@@ -105,5 +106,7 @@ def build_arm(name: str, cfg: DictConfig, num_classes: int, device, steps: int) 
     opt, sched = optim.make(model.parameters(), cfg.optim, steps)
     forward = torch.compile(model) if cfg.train.compile else model
     recorder = activations.recorder(model, cfg.metrics.activations)
-    return Arm(name, kind, model, opt, sched, forward=forward, recorder=recorder, loss=losses.name(cfg.data),
+    bn_recorder = bn_stats.recorder(model, cfg.metrics.get("bn_stats"), cfg.metrics.activations)
+    return Arm(name, kind, model, opt, sched, forward=forward, recorder=recorder, bn_recorder=bn_recorder,
+               loss=losses.name(cfg.data),
                precision=str(cfg.train.precision), trainable_params=trainable)

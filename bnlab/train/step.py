@@ -45,6 +45,10 @@ def _forward_backward(arm: Arm, x, y, due: set[str]):
         arm.recorder.armed = "activations" in due or "histograms" in due
         if arm.recorder.armed:
             forward = arm.model  # hooks fire in eager mode only
+    if arm.bn_recorder is not None:  # bnlab-explore's records, read from this forward pass too
+        arm.bn_recorder.armed = due & {"bn_stats", "act_hist", "bn_batch"}
+        if arm.bn_recorder.armed:
+            forward = arm.model
     with tf32(arm.precision == "tf32"):
         with autocast(arm.precision, x.device):
             logits = forward(x)
@@ -74,21 +78,31 @@ def train_step(arm: Arm, x, y, due: set[str], blocks: Mapping, step: int = 0) ->
             out.update(stats)
         if "histograms" in due:
             arm.tally.histograms.append((step, samples))
+    bn_probe = {}
+    if arm.bn_recorder is not None and arm.bn_recorder.armed:
+        bn_train, bn_probe = arm.bn_recorder.collect()
+        out.update(bn_train)
     # at w_t; an fp32 step's own loss and gradient serve the probes, others are recomputed in fp32
     fp32_step = arm.precision == "fp32"
     context = registry.Probe(
         model=arm.model, loss_fn=arm.loss_fn, x=x, y=y, lr=arm.sched.get_last_lr()[0], step=step,
         grads=[p.grad for p in arm.model.parameters() if p.requires_grad] if fp32_step else None,
         loss=loss.detach() if fp32_step else None, due=frozenset(due), block={})
-    out.update(probes.at_w(context, due, blocks, "train")[0])
+    # Probes measure in fp32 whatever the step's precision: TF32 off (on CUDA, cuDNN convolutions
+    # default to TF32), autocast off (they run outside the step's autocast block).
+    with tf32(False):
+        out.update(probes.at_w(context, due, blocks, "train")[0])
     t0 = time.perf_counter()
-    probe, later = probes.at_w(context, due, blocks, "probe")
+    with tf32(False):
+        probe, later = probes.at_w(context, due, blocks, "probe")
+    probe.update(bn_probe)
     arm.tally.probe_time_s += time.perf_counter() - t0
     arm.opt.step()
     arm.sched.step()
     if later:  # measurements of the update itself (ICS)
         t0 = time.perf_counter()
-        probe.update(probes.after_step(later))
+        with tf32(False):
+            probe.update(probes.after_step(later))
         arm.tally.probe_time_s += time.perf_counter() - t0
     return out, probe
 
