@@ -313,9 +313,10 @@ class Batches:
 
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._pos + self.batch_size > len(self._order):
-            self._order = torch.randperm(self.ds.train_size, generator=self.generator)
+            # drawn on the CPU (the same order on any device), moved once per epoch, not once per step
+            self._order = torch.randperm(self.ds.train_size, generator=self.generator).to(self.device)
             self._pos = 0
-        idx = self._order[self._pos : self._pos + self.batch_size].to(self.device)
+        idx = self._order[self._pos : self._pos + self.batch_size]
         self._pos += self.batch_size
         x = self.ds.train_x[idx]
         if self.augment is not None:
@@ -324,11 +325,11 @@ class Batches:
 
     def state_dict(self) -> dict:
         """Where the stream is: the generator, this epoch's order and the position in it (for resume)."""
-        return {"generator": self.generator.get_state(), "order": self._order.clone(), "pos": self._pos}
+        return {"generator": self.generator.get_state(), "order": self._order.cpu().clone(), "pos": self._pos}
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
-        self._order, self._pos = state["order"].clone(), int(state["pos"])
+        self._order, self._pos = state["order"].to(self.device).clone(), int(state["pos"])
 
     def normalize(self, x_uint8: torch.Tensor) -> torch.Tensor:
         if self._scale is None:

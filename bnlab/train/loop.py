@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,8 +101,16 @@ def _run(cfg: DictConfig, out_dir: Path, held: lock.RunLock, hooks: Hooks) -> di
 
 
 def seed_everything(cfg: DictConfig) -> None:
+    """Seeds and the determinism switches, before any tensor reaches the device."""
     torch.manual_seed(cfg.seed)  # anything outside our own generators
+    # cuDNN's autotuner picks kernels by timing them, so two runs may compute differently: off when
+    # deterministic (PyTorch's reproducibility notes), and recorded in summary.json either way.
+    torch.backends.cudnn.benchmark = False if cfg.train.deterministic else torch.backends.cudnn.benchmark
     if cfg.train.deterministic:
+        # cuBLAS is deterministic only with a fixed workspace, read when its first handle is created:
+        # set it here, before the data or a model reaches a GPU (else every matmul warns). A value the
+        # user set is kept. No effect on a CPU.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         # Deterministic kernels, without also writing NaN into every new tensor: that fill guards
         # against kernels reading uninitialized memory, costs a memory pass per allocation
@@ -273,6 +282,7 @@ class Session:
                                     self.tracker)
         summary["data"]["sha256"] = self.trained_on["sha256"]  # what it trained on, wherever the files were
         summary["threads"] = self.threads  # an arm's float rounding depends on its intra-op thread count
+        summary["cudnn_benchmark"] = torch.backends.cudnn.benchmark  # kernels chosen by timing (CUDA only)
         summary["wall_time_s"] = round(self.start.wall_before + summary["wall_time_s"], 3)
         summary["resumed_at_steps"] = self.start.resumes
         self.record.write_summary(summary)

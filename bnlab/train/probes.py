@@ -87,14 +87,18 @@ def evaluate(model: torch.nn.Module, batches: data.Batches, batch_stats: bool = 
             for m in model.modules():
                 if isinstance(m, norms.BATCH_STAT_TYPES):
                     m.train()
-        loss_sum, correct, n = 0.0, 0, 0
+        # Sums stay on the device (float64, the same additions as summing host floats): one host sync
+        # per evaluation, not two per test batch.
+        loss_sum, correct, n = None, None, 0
         for x, y in batches.test_batches(chunk):
             logits = model(x)
-            loss_sum += losses.LOSSES[loss](logits, y, reduction="sum").item()
+            batch_loss = losses.LOSSES[loss](logits, y, reduction="sum").double()
+            loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
             hits = losses.correct(loss, logits, y)
-            correct = None if hits is None else correct + hits.item()
+            if hits is not None:
+                correct = hits if correct is None else correct + hits
             n += len(y)
-    return {"loss": loss_sum / n, **({} if correct is None else {"acc": correct / n})}
+    return {"loss": loss_sum.item() / n, **({} if correct is None else {"acc": int(correct.item()) / n})}
 
 
 def uses_batch_stats(model: torch.nn.Module) -> bool:
