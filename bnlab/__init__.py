@@ -1,6 +1,6 @@
 """bnlab: paired BatchNorm / no-BatchNorm training runs that measure what BN does.
 
-See README.md for usage and ../shared/SCIENCE.md (in the project) for the
+See README.md for usage and docs/science.md for the
 definitions of every quantity bnlab measures.
 """
 

@@ -6,7 +6,7 @@ retraining), rebuilds every arm, and on a fixed subset of the data computes:
 - the top Hessian eigenvalues (Lanczos), the Hutchinson trace and the SLQ
   spectral density (metrics/curvature.py), in BOTH BN modes: with batch
   statistics and with running statistics (Ghorbani et al. 2019 vs PyHessian;
-  SCIENCE.md sec. 5). The Hessian uses the subset's first batch of the run's
+  docs/science.md sec. 5). The Hessian uses the subset's first batch of the run's
   batch size, so batch statistics are those of a training-size batch;
 - 1D and 2D filter-normalized loss surfaces around the final weights (Li et
   al. 2018; metrics/surface.py), with the same direction seed for every arm,

@@ -20,7 +20,7 @@ more arms than threads the others fill the remaining threads.
 When it pays: for small models only. ``auto`` steps the arms at once when one
 arm's forward pass costs less than ``SMALL_MODEL_FLOPS`` per image (conv and
 linear FLOPs, counted once per run). Measured on 2 cores (results/bench/
-speed.txt, README "Speed"): narrow ResNet-20 (x0.5, 20 MFLOP) trains
+speed.txt, docs/speed.md): narrow ResNet-20 (x0.5, 20 MFLOP) trains
 1.18-1.23x faster with the arms at once than one after the other on two
 threads each, VGG-11 x0.25 (20 MFLOP) 1.03-1.05x; full-width ResNet-20 (81
 MFLOP) is compute-bound, its convolutions use two threads well, and at once

@@ -39,7 +39,7 @@ class _BatchStatNorm(nn.Module):
 
     Parameters ``weight`` (gamma, 1) and ``bias`` (beta, 0); buffers
     ``running_mean`` (0), ``running_var`` (1) and ``num_batches_tracked`` (long, 0).
-    Running averages follow PyTorch's convention (SCIENCE.md sec. 1):
+    Running averages follow PyTorch's convention (docs/science.md sec. 1):
     running = (1 - momentum) * running + momentum * batch, with the batch
     variance stored unbiased (times m / (m - 1)); momentum=None gives the
     cumulative average 1 / num_batches_tracked, as in PyTorch.
@@ -212,7 +212,7 @@ class ScratchBatchNorm(_BatchStatNorm):
     component along x_hat removed (sum_i x_hat_i^2 = m * var / (var + eps)),
     so per channel sum_i dx_i = 0 and, up to a relative eps / (var + eps),
     sum_i dx_i * x_hat_i = 0: shifting or scaling a channel's input changes
-    nothing downstream, which is BN's scale invariance (SCIENCE.md sec. 1).
+    nothing downstream, which is BN's scale invariance (docs/science.md sec. 1).
 
     Running statistics (PyTorch's convention, used in eval mode):
         running_mean <- (1 - momentum) * running_mean + momentum * mu

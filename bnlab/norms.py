@@ -85,7 +85,7 @@ def group_norm(num_channels: int, groups: int, eps: float = 1e-5) -> nn.GroupNor
         S = {(c, h, w): c in group g},  mu = mean_S(x), var = mean_S((x - mu)^2)  (biased)
         y[n, c] = gamma[c] * (x[n, c] - mu) / sqrt(var + eps) + beta[c]
     No batch statistics (train and eval compute the same thing), so it does
-    not depend on the batch size (SCIENCE.md sec. 7). G = ``group_count(C,
+    not depend on the batch size (docs/science.md sec. 7). G = ``group_count(C,
     groups)``: ``groups`` (32, the paper's default) when it divides C, else
     the largest divisor of C below it. Works after a linear layer too: on
     (N, C) each group is normalized over its C/G features.
@@ -125,7 +125,7 @@ class ActivationNoise(nn.Module):
     Per layer and per training step: mu_t ~ U(-a, a), sigma_t ~ U(s_lo, s_hi);
     per activation element: m ~ U(mu_t - b, mu_t + b), s ~ N(sigma_t, c^2);
     then a <- s * a + m. Defaults a=0.5, [s_lo, s_hi]=[1, 1.25], b=0.1, c=0.1
-    (SCIENCE.md sec. 2). Off in eval mode. Draws come from this layer's own
+    (docs/science.md sec. 2). Off in eval mode. Draws come from this layer's own
     ``generator``, seeded by ``seed_noise`` from the run seed and the layer's
     position, so two arms with noise get identical noise.
 

@@ -28,7 +28,7 @@ sweep() {  # sweep NAME JOBS [SUBDIR [OVERRIDES...]]: bnlab -m experiment=NAME i
   echo "== $name: $((SECONDS - t0)) s"
 }
 
-# Independent seeds for the verdicts (SCIENCE.md sec. 9: n >= 5), two jobs at once with one thread
+# Independent seeds for the verdicts (docs/science.md sec. 9: n >= 5), two jobs at once with one thread
 # each; shorter than the single runs above where the 5,085-image subset is fitted early anyway.
 SEEDS=(seed=0,1,2,3,4 hydra/launcher=joblib hydra.launcher.n_jobs=2)
 JOBS2=(hydra/launcher=joblib hydra.launcher.n_jobs=2)

@@ -40,7 +40,7 @@ def test_analysis_of_both_arms_in_both_bn_modes(run_dir, capsys):
         assert len(a["surface_2d"]["loss"]) == 3 and len(a["surface_2d"]["loss"][0]) == 3
         assert a["surface_2d"]["loss"][1][1] == pytest.approx(a["surface_1d"]["loss"][2])  # both at w
     none, bn = res["arms"]["none"]["curvature"], res["arms"]["bn"]["curvature"]
-    # without BN the two modes are the same function; with BN they are not (SCIENCE.md sec. 5)
+    # without BN the two modes are the same function; with BN they are not (docs/science.md sec. 5)
     assert none["batch"]["top_eigenvalues"] == pytest.approx(none["running"]["top_eigenvalues"], rel=1e-5)
     assert bn["batch"]["top_eigenvalues"][0] != pytest.approx(bn["running"]["top_eigenvalues"][0], rel=1e-3)
     assert "top eigenvalue" in capsys.readouterr().out

@@ -100,7 +100,7 @@ def test_hand_derived_backward_passes_gradcheck(shape):
 
 
 def test_input_gradient_has_no_component_along_shift_or_scale():
-    """SCIENCE.md sec. 1 scale invariance: per channel, sum(dx) = 0 and sum(dx * x_hat) = 0.
+    """docs/science.md sec. 1 scale invariance: per channel, sum(dx) = 0 and sum(dx * x_hat) = 0.
 
     The second identity is exact for eps = 0 (with eps it holds up to eps / (var + eps)).
     """

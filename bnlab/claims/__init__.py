@@ -1,6 +1,6 @@
 """``bnlab-claims DIR``: verdicts on published claims about BatchNorm, from run records only.
 
-Each claim of ../shared/SCIENCE.md that records can speak to reads its own
+Each claim of docs/science.md that records can speak to reads its own
 experiment(s) (``Claim.experiments``, or runs whose config names it in
 ``claims_tested``) and compares arms of one run (equal init, data order, lr,
 batch and length). Runs of other experiments are ignored, never pooled; copies

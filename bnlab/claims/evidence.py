@@ -1,4 +1,4 @@
-"""Which runs are evidence for a claim (SCIENCE.md sec. 9): the experiment, trajectories, seeds.
+"""Which runs are evidence for a claim (docs/science.md sec. 9): the experiment, trajectories, seeds.
 
 - A run's experiment is ``experiment_name`` in its config.yaml (the CLI records the
   ``experiment=`` choice there). Older records lack it: their experiment is the folder

@@ -1,4 +1,4 @@
-"""Statistics of a claim verdict (SCIENCE.md sec. 9): per-seed effects, an interval, a margin.
+"""Statistics of a claim verdict (docs/science.md sec. 9): per-seed effects, an interval, a margin.
 
 A claim gets one paired effect per seed (a difference, or a log10 ratio for
 ratio claims), oriented so that the paper's direction is "larger". Over the n

@@ -2,7 +2,7 @@
 
 Ioffe & Szegedy track "a typical unit" of an MNIST MLP: the {15, 50, 85}th
 percentiles of one pre-activation over training. Without BN the percentiles
-drift and spread; with BN they stay put. The CNN analogue (SCIENCE.md sec. 4)
+drift and spread; with BN they stay put. The CNN analogue (docs/science.md sec. 4)
 tracks chosen channels of chosen conv layers, BEFORE the normalization: the
 conv output, which is the norm layer's input (and the nonlinearity's input in
 the unnormalized arm). For channel c of a layer's output a (N x C x H x W):

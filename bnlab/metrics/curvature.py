@@ -23,7 +23,7 @@ reused for every product.
   tau_i = U[0, i]^2, and phi(t) ~ mean over runs of
   sum_i tau_i N(t; theta_i, sigma^2).
 
-BN mode (SCIENCE.md sec. 5). Ghorbani et al. find that BN removes the large
+BN mode (docs/science.md sec. 5). Ghorbani et al. find that BN removes the large
 outlier eigenvalues only when the Hessian is taken with batch statistics
 (``bn_mode="batch"``, train mode); with population statistics the outliers
 return. PyHessian computes in eval mode (``bn_mode="running"``). Every

@@ -12,7 +12,7 @@ cos(G, G'). Beside the absolute ||G - G'||, its scale-free form
 
     rel = ||G - G'||_2 / ||G||_2
 
-(SCIENCE.md sec. 9): ||G - G'|| scales with the gradient, so an arm that never
+(docs/science.md sec. 9): ||G - G'|| scales with the gradient, so an arm that never
 learns (near-zero gradients) shows near-zero ICS; comparisons between arms use
 ``rel``. Their finding: ICS is not smaller with BN (often larger), yet BN
 trains better, so BN's benefit is not a reduction of ICS.

@@ -14,7 +14,7 @@ and evaluate, on the SAME batch B_t with BN in training mode (batch statistics):
 - effective beta-smoothness: max_eta ||grad L(w(eta)) - g_t||_2 / ||eta g_t||_2
   ("effective": gradient change measured along the gradient direction only).
 
-Scale-free form of the band (SCIENCE.md sec. 9), beside the absolute one:
+Scale-free form of the band (docs/science.md sec. 9), beside the absolute one:
 
     loss_band     = max_eta L(w(eta)) - min_eta L(w(eta))
     loss_band_rel = loss_band / L(w_t)

@@ -11,7 +11,7 @@ output-channel dimension 0 of a conv or linear weight)
 
 so a step of a = 1 moves every filter by its own size. Biases and BN
 parameters get zero direction components by default, as in Li et al.
-(SCIENCE.md sec. 6).
+(docs/science.md sec. 6).
 
 Both arms of a pair have the same conv/linear weights in the same module
 order but different extra parameters (the BN arm's gamma/beta, the plain arm's

@@ -1,6 +1,6 @@
 """Weights & Biases sink: one W&B run per arm, grouped by pair id.
 
-Conventions (DESIGN.md): ``group`` = pair id, ``job_type`` = arm name, the full
+Conventions (docs/design.md): ``group`` = pair id, ``job_type`` = arm name, the full
 resolved config plus ``arm`` as the run config, the training step as x-axis.
 Modes (``logger.mode``):
 
