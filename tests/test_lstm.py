@@ -8,6 +8,7 @@ at the end run the installed console script on the real CIFAR-10 subset.
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ from omegaconf import OmegaConf
 from bnlab import clipping, data, init, lstm
 from bnlab.errors import BnlabError
 from bnlab.metrics import recurrent_stats
+from bnlab.results import Run
 
 EPS = 1e-5
 NORM = OmegaConf.create({"bn": {"eps": EPS, "momentum": 0.1}})
@@ -366,3 +368,47 @@ def test_cli_bad_lstm_input_is_one_line_exit_2_nothing_written(tmp_path, cifar_d
     res = run_bnlab([*base, "logger=none", *args, f"hydra.run.dir={out}"], tmp_path, cifar_dir)
     assert res.returncode == 2 and res.stderr.strip().startswith(message), res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+# --------------------------------------------------------------------------- claims (need the merge hooks)
+
+
+def loss_rows(steps: int, rates: dict, seed: int) -> list[dict]:
+    """Per-step training losses per arm: 2.3 * exp(-rate * step), with batch noise."""
+    import math
+
+    from verdict_records import noise
+
+    return [{"step": s, "arm": a, "split": "train", "loss": 2.3 * math.exp(-r * s) + noise(seed, 0.05, s * 7 + i)}
+            for s in range(steps) for i, (a, r) in enumerate(rates.items())]
+
+
+def test_lstm_claims_judge_speed_accuracy_and_gamma_init(tmp_path):
+    from verdict_records import arm, claims_cli, noise, write_run
+
+    from bnlab import claims, claims_lstm
+
+    lstm_model = {"model.arch": "lstm", "model.gamma_init": 0.1}
+    for s in range(5):  # bn falls twice as fast and ends 5 points higher
+        write_run(tmp_path / f"seq-{s}", seed=s, experiment="cooijmans_seq_cifar", steps=600, extra=lstm_model,
+                  arms={"bn": arm(0.45 + noise(s, 0.01, 1)), "none": arm(0.40 + noise(s, 0.01, 2))},
+                  rows=loss_rows(600, {"bn": 0.002, "none": 0.001}, s))
+        for gamma, rate in ((0.1, 0.002), (1.0, 0.0008)):  # gamma 1.0 trains slower
+            write_run(tmp_path / f"gamma-{s}-{gamma}", seed=s, experiment="cooijmans_gamma_init", steps=600,
+                      extra={**lstm_model, "model.gamma_init": gamma}, arms={"bn": arm(0.4)},
+                      rows=loss_rows(600, {"bn": rate}, s))
+    res, out = claims_cli(tmp_path)
+    assert res.returncode == 0, res.stderr
+    for cid in ("lstm_bn_faster_to_target_loss", "lstm_bn_higher_accuracy", "lstm_gamma_small_trains_better"):
+        assert out[cid]["verdict"] == claims.SUPPORTED and out[cid]["n"] == 5, (cid, out[cid]["reason"])
+        assert out[cid]["margin_reason"]  # the one-line reason from configs/claims/default.yaml
+    # speed-up: none's steps / bn's steps to the smoothed target, ~2x by construction
+    run = Run(tmp_path / "seq-0")
+    target = claims.load_config()["lstm_target_loss"]
+    bn, none = (claims_lstm.steps_to_loss(run, a, target) for a in ("bn", "none"))
+    assert out["lstm_bn_faster_to_target_loss"]["per_seed"][0]["value"] == pytest.approx(
+        math.log10(none / bn), rel=1e-3)
+    assert 1.5 < none / bn < 2.5
+    # the gamma grid pairs the two gamma inits of each seed; the speed claims ignore those runs
+    assert len(out["lstm_gamma_small_trains_better"]["runs_used"]) == 10
+    assert all("gamma" not in r for r in out["lstm_bn_faster_to_target_loss"]["runs_used"])
