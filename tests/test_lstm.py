@@ -17,7 +17,7 @@ import wandb_records
 from conftest import read_jsonl, run_bnlab
 from omegaconf import OmegaConf
 
-from bnlab import clipping, data, init, lstm
+from bnlab import clipping, data, init, lstm, lstm_plots, plots
 from bnlab.errors import BnlabError
 from bnlab.metrics import recurrent_stats
 from bnlab.results import Run
@@ -299,7 +299,11 @@ PROBES_OFF = ["metrics.layer_norms.every=null", "metrics.landscape.every=null", 
 
 def test_cli_lstm_run_writes_complete_records_and_wandb_runs(tmp_path, cifar_dir):
     out = tmp_path / "run"
-    res = run_bnlab([*TINY, *PROBES_ON, "logger.mode=offline", f"hydra.run.dir={out}"], tmp_path, cifar_dir)
+    # every arm; the probes the in-process trajectory test checks stay off here but recurrent_stats
+    res = run_bnlab([*TINY, "metrics.layer_norms.every=2", "+metrics.recurrent_stats.every=4",
+                     "+metrics.recurrent_stats.units=[0]", "metrics.ics.every=null", "metrics.landscape.every=null",
+                     "metrics.divergence.every=4", "metrics.divergence.points=2", "logger.mode=offline",
+                     f"hydra.run.dir={out}"], tmp_path, cifar_dir)
     assert res.returncode == 0, res.stderr
     summary = json.loads((out / "summary.json").read_text())
     arms = ("bn", "none", "layer_norm", "scratch_bn")
@@ -311,8 +315,7 @@ def test_cli_lstm_run_writes_complete_records_and_wandb_runs(tmp_path, cifar_dir
         assert [r["step"] for r in rows if r["arm"] == arm and r["split"] == "train"] == list(range(8))
         probes = [r for r in rows if r["arm"] == arm and r["split"] == "probe"]
         assert [r["step"] for r in probes] == [0, 4]
-        for key in ("recurrent/l0/grad_h@t31", "landscape/beta_eff", "divergence/first_divergent_eta",
-                    "ics/layers.0.wh.weight/rel", "init/act_std/layers.0.wh"):
+        for key in ("recurrent/l0/grad_h@t31", "divergence/first_divergent_eta", "init/act_std/layers.0.wh"):
             assert key in probes[0], (arm, key)
         test = [r for r in rows if r["arm"] == arm and r["split"] == "test"]
         assert [r["step"] for r in test] == [0, 4, 8]
@@ -336,12 +339,19 @@ def test_probes_leave_the_lstm_trajectory_bitwise_unchanged(compose_cfg, tmp_pat
                 if r["split"] in ("train", "test")]
 
     assert trajectory(tmp_path / "on") == trajectory(tmp_path / "off")  # bitwise equal floats
+    probes = [r for r in read_jsonl(tmp_path / "on/metrics.jsonl") if r["split"] == "probe"]
+    for key in ("landscape/beta_eff", "ics/layers.0.wh.weight/rel", "recurrent/l0/hh_var_u0@t3"):
+        assert all(key in r for r in probes), key  # every probe ran on every arm
     for arm in ("bn", "none", "layer_norm", "scratch_bn"):
         on = torch.load(tmp_path / f"on/checkpoints/{arm}.pt", weights_only=True)["model"]
         off = torch.load(tmp_path / f"off/checkpoints/{arm}.pt", weights_only=True)["model"]
         assert on.keys() == off.keys() and all(torch.equal(on[k], off[k]) for k in on), arm
-    probes = [r for r in read_jsonl(tmp_path / "on/metrics.jsonl") if r["split"] == "probe"]
     assert {r["step"] for r in probes} == {0, 4}  # the probes did run (every 4 steps)
+    # the per-time-step figure from these records; a run without the probe has none, and says why
+    png, pdf = lstm_plots.plot_time_step_stats(tmp_path / "on")
+    assert png.stat().st_size > 10_000 and pdf.exists() and png.parent == tmp_path / "on/figures"
+    with pytest.raises(plots.Skip, match="no recurrent/ probe rows of arm bn"):
+        lstm_plots.plot_time_step_stats(tmp_path / "off")
 
 
 def test_gradient_clipping_changes_the_update_not_the_recorded_norm(compose_cfg, tmp_path, cifar_dir):
