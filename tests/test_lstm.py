@@ -164,11 +164,14 @@ def test_scratch_bn_cell_passes_gradcheck_in_float64():
     assert torch.autograd.gradcheck(f, (seq, *params), eps=1e-6, atol=1e-5)
 
 
-def test_arms_start_from_identical_weights(compose_cfg):
-    from bnlab import train
+def built(cfg, kind):
+    """An arm's network as train.build_arm makes it: models.build (-> lstm.build), then init with the run seed."""
+    return init.initialize(lstm.build(cfg.model, kind, cfg.norm, 10), cfg.init, seed=cfg.seed)
 
+
+def test_arms_start_from_identical_weights(compose_cfg):
     cfg = compose_cfg("model=lstm", "init=orthogonal", "model.hidden=16", "seed=11")
-    arms = {k: train.build_arm(k, cfg, 10, torch.device("cpu"), 10).model for k in lstm.KINDS}
+    arms = {k: built(cfg, k) for k in lstm.KINDS}
     ref = dict(arms["none"].named_parameters())
     assert set(ref) == {"layers.0.wx.weight", "layers.0.wh.weight", "layers.0.bias",
                         "classifier.weight", "classifier.bias"}
@@ -182,8 +185,7 @@ def test_arms_start_from_identical_weights(compose_cfg):
                 assert torch.all(p == (gain if n.endswith("weight") else 0.0)), (kind, n)
     assert torch.equal(ref["layers.0.bias"][:16], torch.ones(16))  # forget gate bias 1, others 0
     assert torch.equal(ref["layers.0.bias"][16:], torch.zeros(48))
-    other = train.build_arm("none", compose_cfg("model=lstm", "init=orthogonal", "model.hidden=16", "seed=12"),
-                            10, torch.device("cpu"), 10).model
+    other = built(compose_cfg("model=lstm", "init=orthogonal", "model.hidden=16", "seed=12"), "none")
     assert not torch.equal(other.layers[0].wh.weight, ref["layers.0.wh.weight"])  # the seed does draw
 
 
