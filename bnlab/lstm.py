@@ -241,6 +241,16 @@ def check(model_cfg, kind: str) -> None:
         raise BnlabError(f"model.ordering={model_cfg.get('ordering')} is not known; choose from {', '.join(ORDERINGS)}")
 
 
+def validate(cfg) -> None:
+    """``model=lstm``'s checks before anything is written (config.validate calls it): every arm, every
+    model key, and image data (the LSTM reads rows of images; data=gaussian gives vectors)."""
+    if cfg.data.name == "gaussian":
+        raise BnlabError("model=lstm reads images row by row, and data=gaussian gives vectors; "
+                         "use data=cifar10, data=cifar100 or data=synthetic")
+    for arm in cfg.arms:
+        check(cfg.model, arm)
+
+
 def build(model_cfg, kind: str, norm_cfg, num_classes: int) -> SequenceLSTM:
     """The LSTM of ``model_cfg`` (configs/model/lstm.yaml) with the arm ``kind``'s normalizers."""
     check(model_cfg, kind)

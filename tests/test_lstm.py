@@ -373,6 +373,8 @@ def test_gradient_clipping_changes_the_update_not_the_recorded_norm(compose_cfg,
     (["arms=[bn,ghost_bn]"], "bnlab: error: arms: model=lstm has no 'ghost_bn' arm"),
     (["+optim.grad_clip=-1"], "bnlab: error: optim.grad_clip=-1 must be a number > 0"),
     (["model.t_max=0"], "bnlab: error: model.t_max=0 must be an integer >= 1"),
+    (["data=gaussian"], "bnlab: error: model=lstm reads images row by row, and data=gaussian gives vectors"),
+    (["+metrics.recurrent_stats.every=0"], "bnlab: error: metrics.recurrent_stats.every=0 must be an integer > 0"),
 ])
 def test_cli_bad_lstm_input_is_one_line_exit_2_nothing_written(tmp_path, cifar_dir, args, message):
     out = tmp_path / "run"
