@@ -426,3 +426,32 @@ def test_lstm_claims_judge_speed_accuracy_and_gamma_init(tmp_path):
     # the gamma grid pairs the two gamma inits of each seed; the speed claims ignore those runs
     assert len(out["lstm_gamma_small_trains_better"]["runs_used"]) == 10
     assert all("gamma" not in r for r in out["lstm_bn_faster_to_target_loss"]["runs_used"])
+
+
+def test_a_crashed_lstm_run_resumes_bitwise(compose_cfg, tmp_path, monkeypatch, cifar_dir):
+    """The per-time-step running statistics, Adam's state and the clipping survive a checkpoint."""
+    from bnlab import checkpoint, train
+
+    cfg = compose_cfg(*TINY, "logger=none", "arms=[bn,none]", "train.checkpoint_every=4",
+                      "+metrics.recurrent_stats.every=3",
+                      f"data.root={cifar_dir}")
+    train.run(cfg, tmp_path / "straight")
+    real = train.train_step
+
+    def crash(arm, x, y, due, cfg, step=0):
+        if step == 6:
+            raise RuntimeError("crash")
+        return real(arm, x, y, due, cfg, step)
+
+    monkeypatch.setattr(train, "train_step", crash)
+    with pytest.raises(RuntimeError, match="crash"):
+        train.run(cfg, tmp_path / "resumed")
+    assert torch.load(checkpoint.path(tmp_path / "resumed"), weights_only=True)["step"] == 4
+    monkeypatch.undo()
+    assert train.run(cfg, tmp_path / "resumed")["resumed_at_steps"] == [4]
+    assert (tmp_path / "resumed/metrics.jsonl").read_bytes() == (tmp_path / "straight/metrics.jsonl").read_bytes()
+    for arm in ("none", "bn"):
+        a, b = (torch.load(tmp_path / d / f"checkpoints/{arm}.pt", weights_only=True)["model"]
+                for d in ("straight", "resumed"))
+        assert all(torch.equal(a[k], b[k]) for k in a), arm
+    assert a["layers.0.norm_h.running_mean"].shape == (32, 64)  # one row of statistics per time step

@@ -36,6 +36,7 @@ MEASUREMENT = register(Measurement(
     title="Per-time-step statistics of the recurrent pre-activations (Cooijmans 2016)",
     paper="Cooijmans, Ballas, Laurent, Gulcehre & Courville 2016, Recurrent Batch Normalization",
     split="probe"))
+UNITS = (0, 1, 2, 3)  # tracked units of W_h h_{t-1} when metrics.recurrent_stats.units is not set
 STATS = ("hh_mean_avg", "hh_var_avg", "grad_h")  # plus hh_mean_u<u>, hh_var_u<u> per tracked unit
 _KEY = re.compile(r"^recurrent/l(\d+)/(\w+?)@t(\d+)$")
 
@@ -56,7 +57,7 @@ def applies(model: nn.Module) -> bool:
     return hasattr(model, "trace") and hasattr(model, "layers")
 
 
-def probe(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, units=(0, 1, 2, 3)) -> dict[str, float]:
+def probe(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, units=UNITS) -> dict[str, float]:
     """The statistics above for every layer and time step (host floats, one sync); {} if not ``applies``."""
     if not applies(model):
         return {}
