@@ -17,7 +17,7 @@ import re
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bnlab import init, models, norms, optim
+from bnlab import clipping, init, lstm, models, norms, optim
 from bnlab.errors import BnlabError
 from bnlab.metrics import activations, ics, registry
 from bnlab.records import wandb_log as tracking
@@ -97,6 +97,8 @@ def _check_arms_and_groups(cfg) -> None:
         norms.check(arm)
     if cfg.model.arch not in models.NETWORKS:
         raise BnlabError(f"model.arch={cfg.model.arch} is not known; choose from {', '.join(models.NETWORKS)}")
+    if cfg.model.arch == lstm.ARCH:
+        lstm.validate(cfg)
     if cfg.init.scheme not in init.SCHEMES:
         raise BnlabError(f"init.scheme={cfg.init.scheme} is not known; choose from {', '.join(init.SCHEMES)}")
     if cfg.optim.name not in optim.OPTIMIZERS:
@@ -216,6 +218,7 @@ def _check_data(cfg) -> None:
 
 def _check_optim(cfg) -> None:
     _check(cfg, "optim.weight_decay", lambda v: v >= 0, ">= 0", 0.0)
+    clipping.check(cfg.optim.get("grad_clip"))
     if cfg.optim.name == "sgd":
         _check(cfg, "optim.momentum", lambda v: 0 <= v < 1, "in [0, 1)", 0.9)
         if cfg.optim.get("nesterov", False) and not cfg.optim.momentum:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bnlab import norms
+from bnlab import lstm, norms
 from bnlab.errors import BnlabError
 
 VGG_LAYOUTS = {
@@ -29,7 +29,7 @@ VGG_LAYOUTS = {
 # basic blocks per stage n: depth = 6n + 2 (He et al. 2016, CIFAR: 20, 32, 56, 110)
 RESNET_DEPTHS = {"resnet20": 3, "resnet32": 5, "resnet56": 9, "resnet110": 18}
 ARCHS = (*VGG_LAYOUTS, *RESNET_DEPTHS, "simple_cnn")  # the image networks; model=dln takes vectors
-NETWORKS = (*ARCHS, "dln")  # every model.arch
+NETWORKS = (*ARCHS, "dln", lstm.ARCH)  # every model.arch
 
 
 def _ch(c: int, width: float) -> int:
@@ -165,6 +165,8 @@ def build(cfg, norm: str, norm_cfg, num_classes: int) -> nn.Module:
         return ResNet(RESNET_DEPTHS[arch], norm, norm_cfg, num_classes, width)
     if arch == "simple_cnn":
         return SimpleCNN(norm, norm_cfg, num_classes, width)
+    if arch == lstm.ARCH:  # CIFAR rows as a sequence; Cooijmans' BN-LSTM and its twins (bnlab/lstm.py)
+        return lstm.build(cfg, norm, norm_cfg, num_classes)
     if arch == "dln":  # width counts units here; num_classes is the data's output dimension
         if cfg.get("in_dim") is None:
             raise BnlabError("model=dln takes vectors, and the data gives none (no data.dim); use data=gaussian")

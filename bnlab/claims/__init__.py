@@ -19,7 +19,10 @@ verdicts), ``judge`` (``evaluate``), ``config`` (margins), ``text`` (table and
 Markdown) and ``cli`` (``bnlab-claims``).
 """
 
-from bnlab.claims import catalog  # noqa: F401  (registers every claim, in order)
+from bnlab.claims import (
+    catalog,  # noqa: F401  (registers every claim, in order)
+    lstm,  # noqa: F401  (Cooijmans et al. 2016 on the LSTM, after the CNN claims)
+)
 from bnlab.claims.cli import main, run_cli
 from bnlab.claims.config import default_config, load_config, margin_reasons
 from bnlab.claims.judge import evaluate, evaluate_claim, with_display

@@ -19,7 +19,7 @@ from bnlab.errors import BnlabError
 COUNT_KEYS = ("min_probes", "min_seeds", "bootstrap_resamples")
 FRACTION_KEYS = ("confidence",)
 RATIO_KEYS = ("lr_min_ratio", "divergence_min_ratio", "speedup_min_ratio", "landscape_min_ratio", "beta_min_ratio",
-              "ics_min_ratio", "drift_min_ratio")
+              "ics_min_ratio", "drift_min_ratio", "lstm_speedup_min_ratio", "lstm_gamma_min_ratio")
 
 
 def _default_text() -> str:

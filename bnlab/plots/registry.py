@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bnlab.plots import run_analysis, run_probes, run_training, sweep_depth, sweep_final, sweep_seeds
+from bnlab.plots import (
+    run_analysis,
+    run_probes,
+    run_recurrent,
+    run_training,
+    sweep_depth,
+    sweep_final,
+    sweep_seeds,
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,7 @@ FIGURES: dict[str, Figure] = {f.name: f for f in (
     Figure("surface_1d", run_analysis.plot_surface_1d, "run"),
     Figure("surface_2d", run_analysis.plot_surface_2d, "run"),
     Figure("slq_density", run_probes.plot_slq_density, "run", "curvature"),
+    Figure("recurrent_stats", run_recurrent.plot_time_step_stats, "run", "recurrent_stats"),
     Figure("heatmap_final_acc", sweep_final.plot_heatmap_final_acc, "sweep"),
     Figure("acc_vs_lr", sweep_final.plot_acc_vs_lr, "sweep"),
     Figure("init_sensitivity", sweep_final.plot_init_sensitivity, "sweep"),

@@ -49,6 +49,7 @@ class Arm:
     bn_recorder: bn_stats.BNRecorder | None = None  # metrics.bn_stats: what bnlab-explore draws
     loss: str = "cross_entropy"  # data.loss (bnlab/losses.py): the step, every probe and evaluation use it
     precision: str = "fp32"
+    grad_clip: float | None = None  # optim.grad_clip: the update's gradient norm cap (bnlab/clipping.py)
     trainable_params: int = 0
     tally: Tally = field(default_factory=Tally)
 
@@ -109,4 +110,4 @@ def build_arm(name: str, cfg: DictConfig, num_classes: int, device, steps: int) 
     bn_recorder = bn_stats.recorder(model, cfg.metrics.get("bn_stats"), cfg.metrics.activations)
     return Arm(name, kind, model, opt, sched, forward=forward, recorder=recorder, bn_recorder=bn_recorder,
                loss=losses.name(cfg.data),
-               precision=str(cfg.train.precision), trainable_params=trainable)
+               precision=str(cfg.train.precision), grad_clip=cfg.optim.get("grad_clip"), trainable_params=trainable)

@@ -9,9 +9,12 @@ from collections.abc import Mapping
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bnlab import data, losses, norms
+from bnlab import data, losses, lstm, norms
 from bnlab.metrics import registry
 from bnlab.metrics._state import preserved
+
+# layers with batch statistics in train mode: BN's, and the BN-LSTM's per-time-step BN (bnlab/lstm.py)
+BATCH_STAT_TYPES = (*norms.BATCH_STAT_TYPES, lstm.SequenceBatchNorm)
 
 
 def probe_blocks(cfg: DictConfig | Mapping) -> dict[str, dict]:
@@ -85,7 +88,7 @@ def evaluate(model: torch.nn.Module, batches: data.Batches, batch_stats: bool = 
         if batch_stats:
             chunk = batches.batch_size
             for m in model.modules():
-                if isinstance(m, norms.BATCH_STAT_TYPES):
+                if isinstance(m, BATCH_STAT_TYPES):
                     m.train()
         # Sums stay on the device (float64, the same additions as summing host floats): one host sync
         # per evaluation, not two per test batch.
@@ -102,4 +105,4 @@ def evaluate(model: torch.nn.Module, batches: data.Batches, batch_stats: bool = 
 
 
 def uses_batch_stats(model: torch.nn.Module) -> bool:
-    return any(isinstance(m, norms.BATCH_STAT_TYPES) for m in model.modules())
+    return any(isinstance(m, BATCH_STAT_TYPES) for m in model.modules())

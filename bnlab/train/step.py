@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import torch
 
-from bnlab import losses
+from bnlab import clipping, losses
 from bnlab.metrics import gradnorms, registry
 from bnlab.train import probes
 from bnlab.train.arm import Arm
@@ -97,6 +97,8 @@ def train_step(arm: Arm, x, y, due: set[str], blocks: Mapping, step: int = 0) ->
         probe, later = probes.at_w(context, due, blocks, "probe")
     probe.update(bn_probe)
     arm.tally.probe_time_s += time.perf_counter() - t0
+    # after grad_norm and every probe (they measure the true gradient), before the update
+    clipping.clip_gradients(arm.model, arm.grad_clip)
     arm.opt.step()
     arm.sched.step()
     if later:  # measurements of the update itself (ICS)
