@@ -41,9 +41,14 @@ def _extra_due(block, step: int, due: bool) -> set:
 # No hook of its own: the trainer arms the recorder for the step's forward pass (no extra pass).
 # bnlab-explore draws all three (bnlab/explore), so bnlab-plot draws no generic figure of them.
 MEASUREMENT = register(Measurement(
-    name="bn_stats", prefix=PREFIX, also=(HIST_PREFIX, BATCH_PREFIX), split="train", extra_due=_extra_due,
+    name="bn_stats", prefix=PREFIX, also=(HIST_PREFIX,), split="train", extra_due=_extra_due,
     title="BatchNorm statistics and activation distributions (bnlab-explore)",
     paper="Ioffe & Szegedy 2015, sec. 3.1 and Fig. 1"))
+# The saved batch goes to probe rows: a measurement of its own (no config block: bn_stats.batch_every arms it).
+BATCH_MEASUREMENT = register(Measurement(
+    name="bn_batch", prefix=BATCH_PREFIX, split="probe",
+    title="A saved batch of pre-norm activations (bnlab-explore's playground)",
+    paper="Ioffe & Szegedy 2015, Alg. 1"))
 STAT_NAMES = ("batch_mean", "batch_var", "running_mean", "running_var")
 BATCH_PARAMS = ("running_mean", "running_var", "gamma", "beta", "eps")
 _STAT = re.compile(r"^bn_stats/(.+)/c(\d+)/(batch_mean|batch_var|running_mean|running_var)$")

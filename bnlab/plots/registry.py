@@ -57,5 +57,6 @@ FIGURES: dict[str, Figure] = {f.name: f for f in (
 
 RUN_FIGURES = tuple(n for n, f in FIGURES.items() if f.scope == "run")
 SWEEP_FIGURES = tuple(n for n, f in FIGURES.items() if f.scope == "sweep")
-# measurements with a figure of their own; every other registered one gets the generic figure
-DEDICATED = frozenset(f.measurement for f in FIGURES.values() if f.measurement)
+# measurements with a figure of their own (here, or bnlab-explore's page for the BN statistics and the
+# saved batch); every other registered one gets the generic figure
+DEDICATED = frozenset(f.measurement for f in FIGURES.values() if f.measurement) | {"bn_stats", "bn_batch"}
