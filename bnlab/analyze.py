@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from bnlab import data, models, posthoc
+from bnlab import data, losses, models, posthoc
 from bnlab.errors import BnlabError
 from bnlab.metrics import curvature, surface
 from bnlab.records.store import DamagedRecord, dumps, read_config, read_summary, run_stamp
@@ -61,14 +61,16 @@ def subset_batches(ds: data.Dataset, split: str, samples: int, batch_size: int):
             for i in range(0, samples, batch_size)]
 
 
-def analyze_arm(model, batches, args, directions) -> dict:
+def analyze_arm(model, batches, args, directions, loss_fn=F.cross_entropy) -> dict:
+    """Curvature and loss surfaces of one arm under the run's own loss (``data.loss``: the squared error
+    for the deep linear network, cross-entropy for the image classifiers)."""
     x, y = batches[0]
     out = {"curvature": {}}
     for mode in ("batch", "running"):
-        eigs, info = curvature.top_eigenvalues(model, F.cross_entropy, x, y, k=args.k, bn_mode=mode,
+        eigs, info = curvature.top_eigenvalues(model, loss_fn, x, y, k=args.k, bn_mode=mode,
                                                tol=args.tol, max_hvps=args.max_hvps, return_info=True)
-        trace = curvature.hutchinson_trace(model, F.cross_entropy, x, y, args.trace_samples, bn_mode=mode)
-        dens = curvature.spectral_density(model, F.cross_entropy, x, y, num_runs=args.slq_runs,
+        trace = curvature.hutchinson_trace(model, loss_fn, x, y, args.trace_samples, bn_mode=mode)
+        dens = curvature.spectral_density(model, loss_fn, x, y, num_runs=args.slq_runs,
                                           lanczos_steps=args.slq_steps, bn_mode=mode)
         out["curvature"][mode] = {
             "top_eigenvalues": eigs, "hvps": info["hvps"], "converged": info["converged"],
@@ -78,8 +80,8 @@ def analyze_arm(model, batches, args, directions) -> dict:
     d1, d2 = (surface.filter_normalize(d, model) for d in directions)
     line = torch.linspace(-args.span, args.span, args.points_1d).tolist()
     grid = torch.linspace(-args.span, args.span, args.points_2d).tolist()
-    out["surface_1d"] = surface.surface_1d(model, F.cross_entropy, batches, d1, line, bn_mode=args.surface_bn_mode)
-    out["surface_2d"] = surface.surface_2d(model, F.cross_entropy, batches, d1, d2, grid, grid,
+    out["surface_1d"] = surface.surface_1d(model, loss_fn, batches, d1, line, bn_mode=args.surface_bn_mode)
+    out["surface_2d"] = surface.surface_2d(model, loss_fn, batches, d1, d2, grid, grid,
                                            bn_mode=args.surface_bn_mode)
     return out
 
@@ -114,7 +116,7 @@ def analyze(run_dir: Path, args) -> Path:
         model = load_arm(run_dir, cfg, arm, ds.num_classes, device)
         # one seed for every arm: identical directions on the shared conv/linear weights
         directions = [surface.random_direction(model, args.direction_seed + i) for i in range(2)]
-        result["arms"][arm] = analyze_arm(model, batches, args, directions)
+        result["arms"][arm] = analyze_arm(model, batches, args, directions, losses.of(cfg.data))
         top = result["arms"][arm]["curvature"]
         print(f"{arm}: top eigenvalue {top['batch']['top_eigenvalues'][0]:.4g} (batch statistics), "
               f"{top['running']['top_eigenvalues'][0]:.4g} (running statistics)")

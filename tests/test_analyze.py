@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from bnlab import analyze, data, train
+from bnlab import analyze, data, losses, train
 from bnlab.records.store import read_metrics
 
 FAST = ["data=synthetic", "model=simple_cnn", "model.width=0.25", "logger=none", "train.steps=10",
@@ -84,3 +84,23 @@ def test_curvature_at_a_cadence_during_training(compose_cfg, tmp_path):
         assert r["curvature/hvps@batch"] <= 10 and r["curvature/trace_stderr@running"] > 0
         if r["arm"] == "none":
             assert r["curvature/eig1@batch"] == pytest.approx(r["curvature/eig1@running"], rel=1e-4)
+
+
+def test_the_deep_linear_network_is_analyzed_under_its_own_squared_error(tmp_path, compose_cfg):
+    """model=dln on data=gaussian trains on the squared error (data.loss): the analysis must use it too."""
+    cfg = compose_cfg("model=dln", "data=gaussian", "model.layers=4", "model.hidden=8", "data.num_train=128",
+                      "data.num_test=64", "data.batch_size=64",
+                      "logger=none", "train.steps=4", "train.progress=off", "optim.lr=0.001",
+                      "metrics.landscape.every=null", "metrics.ics.every=null", "metrics.divergence.every=null")
+    train.run(cfg, tmp_path)
+    assert analyze.main([str(tmp_path), *SMALL]) == 0
+    res = json.loads((tmp_path / "analysis/analysis.json").read_text())
+    cfg = OmegaConf.load(tmp_path / "config.yaml")
+    ds = data.load(cfg.data, torch.device("cpu"))
+    batches = analyze.subset_batches(ds, "train", 64, int(cfg.data.batch_size))
+    for arm in ("bn", "none"):
+        model = analyze.load_arm(tmp_path, cfg, arm, ds.num_classes, torch.device("cpu")).eval()
+        with torch.no_grad():
+            loss = sum(losses.squared_error(model(x), y).item() * len(y) for x, y in batches) / 64
+        assert res["arms"][arm]["surface_1d"]["loss"][2] == pytest.approx(loss, rel=1e-5)
+        assert all(v == v for v in res["arms"][arm]["curvature"]["batch"]["top_eigenvalues"])  # finite, not NaN

@@ -74,12 +74,13 @@ def filter_normalize(direction: list[torch.Tensor], model: nn.Module) -> list[to
 
 
 def _evaluate(model: nn.Module, loss_fn, batches: list) -> tuple[float, float | None]:
-    """Sample-weighted mean loss over the batches; accuracy (argmax) when outputs are 2-D logits."""
+    """Sample-weighted mean loss over the batches; accuracy (argmax) when outputs are 2-D logits of class
+    labels (a regression's targets are vectors: no accuracy)."""
     loss, hits, count, logits = 0.0, 0, 0, True
     for inputs, targets in batches:
         out = model(inputs)
         loss += float(loss_fn(out, targets)) * len(targets)
-        logits = logits and out.dim() == 2
+        logits = logits and out.dim() == 2 and targets.dim() == 1
         if logits:
             hits += int((out.argmax(1) == targets).sum())
         count += len(targets)
