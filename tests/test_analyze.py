@@ -48,15 +48,22 @@ def test_analysis_of_both_arms_in_both_bn_modes(run_dir, capsys):
 
 def test_surface_center_is_the_checkpoints_loss(run_dir):
     assert analyze.main([str(run_dir), *SMALL]) == 0
+    assert_surface_centre_is_the_loss(run_dir, F.cross_entropy)
+
+
+def assert_surface_centre_is_the_loss(run_dir, loss_fn) -> dict:
+    """The 1-D surface at alpha = 0 equals ``loss_fn`` of each arm's checkpoint on the 64 analyzed samples;
+    returns analysis.json."""
     res = json.loads((run_dir / "analysis/analysis.json").read_text())
     cfg = OmegaConf.load(run_dir / "config.yaml")
     ds = data.load(cfg.data, torch.device("cpu"))
     batches = analyze.subset_batches(ds, "train", 64, int(cfg.data.batch_size))
     for arm in ("bn", "none"):
-        model = analyze.load_arm(run_dir, cfg, arm, 10, torch.device("cpu")).eval()
+        model = analyze.load_arm(run_dir, cfg, arm, ds.num_classes, torch.device("cpu")).eval()
         with torch.no_grad():
-            loss = sum(F.cross_entropy(model(x), y).item() * len(y) for x, y in batches) / 64
+            loss = sum(loss_fn(model(x), y).item() * len(y) for x, y in batches) / 64
         assert res["arms"][arm]["surface_1d"]["loss"][2] == pytest.approx(loss, rel=1e-5)
+    return res
 
 
 def test_bad_inputs(run_dir, tmp_path, capsys):
@@ -94,13 +101,6 @@ def test_the_deep_linear_network_is_analyzed_under_its_own_squared_error(tmp_pat
                       "metrics.landscape.every=null", "metrics.ics.every=null", "metrics.divergence.every=null")
     train.run(cfg, tmp_path)
     assert analyze.main([str(tmp_path), *SMALL]) == 0
-    res = json.loads((tmp_path / "analysis/analysis.json").read_text())
-    cfg = OmegaConf.load(tmp_path / "config.yaml")
-    ds = data.load(cfg.data, torch.device("cpu"))
-    batches = analyze.subset_batches(ds, "train", 64, int(cfg.data.batch_size))
+    res = assert_surface_centre_is_the_loss(tmp_path, losses.squared_error)
     for arm in ("bn", "none"):
-        model = analyze.load_arm(tmp_path, cfg, arm, ds.num_classes, torch.device("cpu")).eval()
-        with torch.no_grad():
-            loss = sum(losses.squared_error(model(x), y).item() * len(y) for x, y in batches) / 64
-        assert res["arms"][arm]["surface_1d"]["loss"][2] == pytest.approx(loss, rel=1e-5)
         assert all(v == v for v in res["arms"][arm]["curvature"]["batch"]["top_eigenvalues"])  # finite, not NaN
