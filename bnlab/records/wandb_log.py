@@ -369,7 +369,6 @@ class WandbTracker:
 
     def log(self, arm: str, step: int, data: dict) -> None:
         import torch
-
         import wandb
 
         if step < self.floor.get(arm, 0):
