@@ -55,6 +55,9 @@ sweep bn_only_training 4 seeds seed=1,2,3,4 "${JOBS2[@]}"
 sweep bjorck_depth 15 sweep "${JOBS2[@]}"        # ResNet-20/56/110 x 5 seeds, ~20 min
 sweep ghorbani_spectrum 5 sweep "${JOBS2[@]}"   # ResNet-32 x 5 seeds, ~40 min
 sweep santurkar_dln 5 sweep "${JOBS2[@]}"       # 25-layer DLN x 5 seeds, ~20 min
+# Recurrent BN (issue 21): LSTM / BN-LSTM / LN-LSTM on sequential CIFAR-10, then the gamma-init sweep
+sweep cooijmans_seq_cifar 5 sweep "${JOBS2[@]}"  # 3 arms x 5 seeds, ~45 min
+sweep cooijmans_gamma_init 10 sweep "${JOBS2[@]}"  # BN-LSTM, gamma 0.1 vs 1.0 x 5 seeds, ~40 min
 
 "$BIN/bnlab-analyze" "$OUT/curvature/run"
 python_bin="$BIN/python"

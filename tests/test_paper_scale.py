@@ -299,3 +299,26 @@ def test_one_seed_of_a_clear_effect_is_inconclusive(tmp_path):
     for ids in NEW_CLAIMS.values():
         for cid in ids:
             assert out[cid]["verdict"] == claims.INCONCLUSIVE and out[cid]["n"] == 1
+
+
+def test_divergence_figure_marks_etas_whose_step_overflowed():
+    """A plain ResNet-110 overflows at every eta (ratio NaN in every seed): its etas must still be drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from bnlab.plots.sweep_depth import draw_divergence
+
+    fig, ax = plt.subplots()
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    etas = np.array([1e-3, 1e-2, 1e-1, 1.0])
+    draw_divergence(ax, etas, np.array([0.9, 2.0, np.nan, np.inf]), color="C0", label="ResNet-20")
+    draw_divergence(ax, etas, np.full(4, np.nan), color="C1", label="ResNet-110")
+    marked = [c.get_offsets()[:, 0].tolist() for c in ax.collections]
+    assert marked == [[1e-1, 1.0], etas.tolist()]
+    labels = ax.get_legend_handles_labels()[1]
+    assert "ResNet-110: loss NaN/Inf after the step" in labels and "ResNet-20" in labels
+    plt.close(fig)

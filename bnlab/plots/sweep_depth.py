@@ -84,6 +84,17 @@ def plot_init_scales_depth(runs: list[Run], out_dir: Path) -> list[Path]:
         return style.save(fig, out_dir, "init_scales_depth")
 
 
+def draw_divergence(ax, etas: np.ndarray, ratio: np.ndarray, color, label: str) -> None:
+    """One depth's r(eta) line; an eta whose loss after the step is NaN/Inf in every seed (the probe records
+    the ratio as NaN: the step overflowed, i.e. diverged) gets a triangle at the top of the panel, so that
+    a depth that diverges at every eta is still visible rather than an empty panel."""
+    ax.plot(etas, _positive(ratio), color=color, lw=1.3, marker="o", ms=3, label=label)
+    bad = ~np.isfinite(np.asarray(ratio, dtype=float))
+    if bad.any():
+        ax.scatter(etas[bad], np.full(int(bad.sum()), 0.97), transform=ax.get_xaxis_transform(), marker="^",
+                   color=color, s=22, clip_on=False, label=f"{label}: loss NaN/Inf after the step")
+
+
 def plot_divergence_depth(runs: list[Run], out_dir: Path) -> list[Path]:
     """Bjorck et al. 2018: relative loss L(w - eta g) / L(w) vs eta, one line per depth, a panel per arm."""
     groups = _by_depth(runs, lambda g: any(divergence_profile(g, a)[0].size for a in _all_arms(g)))
@@ -95,8 +106,7 @@ def plot_divergence_depth(runs: list[Run], out_dir: Path) -> list[Path]:
         for j, arm in enumerate(arms):
             ax = axes[0, j]
             for d, g in groups.items():
-                etas, ratio = divergence_profile(g, arm)
-                ax.plot(etas, _positive(ratio), color=colors[d], lw=1.3, marker="o", ms=3, label=f"ResNet-{d}")
+                draw_divergence(ax, *divergence_profile(g, arm), color=colors[d], label=f"ResNet-{d}")
             ax.axhline(threshold, color="0.4", ls="--", lw=0.8, label=f"divergence threshold {threshold:g}")
             ax.set_xscale("log")
             ax.set_yscale("log")
