@@ -252,13 +252,28 @@ def test_seed_groups_drop_the_seed_and_band_over_it(sweep_run):
         assert mean[i] == pytest.approx((a0[s] + a1[s]) / 2) and lo[i] == min(a0[s], a1[s])
 
 
+def test_curves_configs_draws_every_config_and_arm_as_its_mean_over_seeds(sweep_run, captured):
+    runs = load_runs(sweep_run)
+    plots.plot_curves_configs(runs, sweep_run / "figures")
+    ax = captured["curves_configs"].axes[2]  # (c) test accuracy
+    means = {ln.get_label(): ln for ln in ax.get_lines() if not ln.get_label().startswith("_")}
+    assert set(means) >= {f"optim.lr={lr}, {arm}" for lr in (0.05, 1.0) for arm in ("bn", "none")}
+    for g in plots.seed_groups(runs):
+        lr = g[0].summary["lr"]
+        steps, mean, _, _ = plots.seed_band(g, "bn", "test", "acc")
+        np.testing.assert_allclose(means[f"optim.lr={lr}, bn"].get_ydata(), mean)
+    with pytest.raises(plots.Skip, match="needs >= 2 configs"):
+        plots.plot_curves_configs([r for r in runs if r.summary["lr"] == 0.05], sweep_run / "figures")
+
+
 def test_bnlab_plot_on_a_sweep(sweep_run, sweep_cli):
     code, lines = sweep_cli
     assert code == 0
     paths = [ln for ln in lines if not ln.startswith("skipped ")]
     notes = [ln for ln in lines if ln.startswith("skipped ")]
     figs = sweep_run / "figures"
-    for name in ("heatmap_final_acc", "acc_vs_lr", "curves_seeds_optim.lr_0.05", "curves_seeds_optim.lr_1.0"):
+    for name in ("heatmap_final_acc", "acc_vs_lr", "curves_seeds_optim.lr_0.05", "curves_seeds_optim.lr_1.0",
+                 "curves_configs"):
         assert str(figs / f"{name}.png") in paths and str(figs / f"{name}.pdf") in paths
         assert_png_pdf(figs / f"{name}.png", figs / f"{name}.pdf")
     for job in ("0", "1", "2", "3"):

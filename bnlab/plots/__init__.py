@@ -73,14 +73,15 @@ from bnlab.plots.sweep_final import (
     plot_heatmap_final_acc,
     plot_init_sensitivity,
 )
-from bnlab.plots.sweep_seeds import plot_curves_seeds, plot_landscape_seeds, seed_band
+from bnlab.plots.sweep_seeds import plot_curves_configs, plot_curves_seeds, plot_landscape_seeds, seed_band
 
 __all__ = [
     "ARM_COLORS", "CURVE_PANELS", "FIGURES", "LANDSCAPE_KEYS", "RUN_FIGURES", "SWEEP_FIGURES", "Figure", "Heatmap",
     "Skip", "activation_traces", "arm_color", "caption", "curvature_data", "depth_groups", "divergence_profile",
     "heatmap_data", "ics_data", "init_data", "init_profile", "landscape_data", "layer_traces", "lr_sweep_data",
     "main", "make_figures", "measurement_traces", "plot_acc_vs_lr", "plot_activations", "plot_curvature",
-    "plot_curves", "plot_curves_seeds", "plot_divergence_depth", "plot_heatmap_final_acc", "plot_ics",
+    "plot_curves", "plot_curves_configs", "plot_curves_seeds", "plot_divergence_depth", "plot_heatmap_final_acc",
+    "plot_ics",
     "plot_init_scales_depth", "plot_init_sensitivity", "plot_landscape", "plot_landscape_seeds", "plot_layer_norms",
     "plot_measurement", "plot_slq_density", "plot_spectral_density", "plot_surface_1d", "plot_surface_2d",
     "read_analysis", "run_figures", "save", "scale_line", "seed_band", "seed_groups", "series", "slq_data",

@@ -50,6 +50,7 @@ FIGURES: dict[str, Figure] = {f.name: f for f in (
     Figure("acc_vs_lr", sweep_final.plot_acc_vs_lr, "sweep"),
     Figure("init_sensitivity", sweep_final.plot_init_sensitivity, "sweep"),
     Figure("curves_seeds", sweep_seeds.plot_curves_seeds, "sweep"),
+    Figure("curves_configs", sweep_seeds.plot_curves_configs, "sweep"),
     Figure("init_scales_depth", sweep_depth.plot_init_scales_depth, "sweep", "divergence"),
     Figure("divergence_depth", sweep_depth.plot_divergence_depth, "sweep", "divergence"),
     Figure("landscape_seeds", sweep_seeds.plot_landscape_seeds, "sweep", "landscape"),
