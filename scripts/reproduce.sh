@@ -53,7 +53,7 @@ sweep santurkar_noisy_bn 4 seeds seed=1,2,3,4 "${NOPROBES[@]}" "${JOBS2[@]}"
 sweep batch_size_dependence 16 seeds seed=1,2,3,4 "${JOBS2[@]}"
 sweep bn_only_training 4 seeds seed=1,2,3,4 "${JOBS2[@]}"
 sweep bjorck_depth 15 sweep "${JOBS2[@]}"        # ResNet-20/56/110 x 5 seeds, ~20 min
-sweep ghorbani_spectrum 5 sweep "${JOBS2[@]}"   # ResNet-32 x 5 seeds, ~40 min
+sweep ghorbani_spectrum 5 sweep "${JOBS2[@]}"   # ResNet-32 x 5 seeds, ~45-75 min
 sweep santurkar_dln 5 sweep "${JOBS2[@]}"       # 25-layer DLN x 5 seeds, ~20 min
 # Recurrent BN (issue 21): LSTM / BN-LSTM / LN-LSTM on sequential CIFAR-10, then the gamma-init sweep
 sweep cooijmans_seq_cifar 5 sweep "${JOBS2[@]}"  # 3 arms x 5 seeds, ~45 min
