@@ -313,7 +313,7 @@ def test_resume_continues_the_same_wandb_runs_offline(compose_cfg, tmp_path, mon
     segments = sorted((tmp_path / "wandb").glob("offline-run-*"))
     assert len(segments) == 4  # two arms x (the crashed segment, the resumed one)
     for arm, run_id in first_ids.items():
-        mine = [wandb_records.read_run(d) for d in segments if d.name.endswith(run_id)]
+        mine = [r for r in map(wandb_records.read_run, segments) if r["id"] == run_id]  # folders may end "-1"
         assert len(mine) == 2 and {r["job_type"] for r in mine} == {arm}
         steps = [sorted(r["history"]) for r in mine]
         assert steps[0] and steps[1] and max(steps[0]) < min(steps[1])  # no step logged twice

@@ -325,7 +325,7 @@ def test_resume_ids_offline_new_segment_same_id_no_repeated_steps(tmp_path, fake
         assert second[arm]["mode"] == "offline" and second[arm]["dir"] != first[arm]["dir"]
         # one offline-run-<time>-<id> folder per segment, each with its own steps:
         # 3..5 were already logged by the first segment and are not logged again
-        dirs = sorted((tmp_path / "wandb").glob(f"offline-run-*-{first[arm]['id']}"))
+        dirs = sorted((tmp_path / "wandb").glob(f"offline-run-*-{first[arm]['id']}*"))  # "-1": same second
         assert [str(d) for d in dirs] == [first[arm]["dir"], second[arm]["dir"]]
         a, b = (wandb_records.read_run(d) for d in dirs)
         assert (a["id"], b["id"], a["job_type"], b["job_type"]) == (first[arm]["id"],) * 2 + (arm, arm)
@@ -367,3 +367,18 @@ def test_resume_online_goes_on_offline_while_earlier_segments_are_unsynced(tmp_p
     assert not server.history  # nothing went online
     (line,) = warning_lines(res_first_offline["stderr"], "not yet synced")  # one line for both arms
     assert "bn, none" in line and f"wandb sync {tmp_path / 'wandb'}/offline-run-*" in line
+
+
+def test_segments_of_one_run_are_found_when_wandb_suffixes_a_folder(tmp_path):
+    """A crash and resume within one second: wandb names the second folder ``...-<id>-1``."""
+    from bnlab.records.wandb_log import unsynced_segments
+
+    names = ["offline-run-20261130_231500-abcd1234", "offline-run-20261130_231500-abcd1234-1",
+             "offline-run-20261130_231502-abcd1234", "offline-run-20261130_231500-zzzz9999"]
+    for name in names:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"run-{name.split('-')[3]}.wandb").write_bytes(b"")
+    (tmp_path / "latest-run").symlink_to(tmp_path / names[2])
+    assert unsynced_segments(tmp_path, "abcd1234") == [tmp_path / n for n in names[:3]]
+    (tmp_path / names[1] / "run-abcd1234.wandb.synced").write_bytes(b"")
+    assert unsynced_segments(tmp_path, "abcd1234") == [tmp_path / names[0], tmp_path / names[2]]

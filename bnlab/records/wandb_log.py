@@ -242,10 +242,19 @@ def _transaction_records(path: Path):
             yield rec
 
 
+def segment_glob(run_id: str, prefix: str) -> str:
+    """The transaction logs of run ``run_id`` under a wandb dir: ``<prefix>-<time>-<id>[-<n>]/run-<id>.wandb``.
+
+    wandb adds ``-<n>`` to the folder when a segment of the same run starts within the same second as
+    the last one (a fast crash and resume): matching only ``...-<id>/`` would miss that segment.
+    """
+    return f"{prefix}-*-{run_id}*/run-{run_id}.wandb"
+
+
 def last_logged_step(wandb_dir: Path, run_id: str, skip: Path | None = None) -> int | None:
     """The highest step any local segment of run ``run_id`` (online or offline) logged."""
     last = None
-    for path in Path(wandb_dir).glob(f"*-{run_id}/run-{run_id}.wandb"):
+    for path in Path(wandb_dir).glob(segment_glob(run_id, "*")):
         if skip is not None and path.parent.resolve() == Path(skip).resolve():
             continue
         try:
@@ -263,7 +272,7 @@ def last_logged_step(wandb_dir: Path, run_id: str, skip: Path | None = None) -> 
 
 def unsynced_segments(wandb_dir: Path, run_id: str) -> list[Path]:
     """Offline folders of run ``run_id`` that ``wandb sync`` has not uploaded (no ``.synced`` mark)."""
-    return [p.parent for p in sorted(Path(wandb_dir).glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
+    return [p.parent for p in sorted(Path(wandb_dir).glob(segment_glob(run_id, "offline-run")))
             if not p.with_name(p.name + ".synced").exists()]
 
 
