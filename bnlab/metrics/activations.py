@@ -32,7 +32,7 @@ import re
 import torch
 from torch import nn
 
-from bnlab.metrics.registry import Measurement, register
+from bnlab.metrics.registry import Measurement, parse_layer_stat, register
 
 ACT, NL_IN = "act/", "nl_in/"  # a conv layer's output; the nonlinearity's input after it
 _PERCENTILE = re.compile(r"^(?P<where>act|nl_in)/(?P<layer>.+)/c(?P<ch>\d+)/p(?P<q>[0-9.]+)$")
@@ -45,10 +45,7 @@ def stat_key(layer: str, stat: str) -> str:
 
 def parse_stat_key(k: str) -> tuple[str, str] | None:
     """(layer, stat) of a ``stat_key``; None for any other key."""
-    if not k.startswith(ACT):
-        return None
-    layer, _, stat = k[len(ACT):].rpartition("/")
-    return (layer, stat) if layer and stat in ("mean", "std") else None
+    return parse_layer_stat(k, ACT, ("mean", "std"))
 
 
 def percentile_key(where: str, layer: str, channel: int, q: float) -> str:

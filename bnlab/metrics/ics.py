@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from bnlab.metrics._state import loss_and_grad, preserved
-from bnlab.metrics.registry import Measurement, Probe, register
+from bnlab.metrics.registry import Measurement, Probe, parse_layer_stat, register
 
 PREFIX = "ics/"
 STATS = ("l2", "cos", "rel")
@@ -42,10 +42,7 @@ def key(layer: str, stat: str) -> str:
 
 def parse_key(k: str) -> tuple[str, str] | None:
     """(layer, stat) of a ``key``; None for any other key."""
-    if not k.startswith(PREFIX):
-        return None
-    layer, _, stat = k[len(PREFIX):].rpartition("/")
-    return (layer, stat) if layer and stat in STATS else None
+    return parse_layer_stat(k, PREFIX, STATS)
 
 
 def weight_layers(model: nn.Module) -> list[str]:

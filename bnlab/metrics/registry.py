@@ -86,3 +86,14 @@ def every(block: Mapping | None) -> int | None:
     """A block's cadence in steps (``every``; null or a missing block: off)."""
     value = None if block is None else block.get("every")
     return int(value) if value else None
+
+
+def parse_layer_stat(k: str, prefix: str, stats: tuple[str, ...]) -> tuple[str, str] | None:
+    """(layer, stat) of a ``<prefix><layer>/<stat>`` key whose stat is one of ``stats``; None for any other key.
+
+    The layer is everything up to the last ``/``: layer names hold dots and may hold slashes.
+    """
+    if not k.startswith(prefix):
+        return None
+    layer, _, stat = k[len(prefix):].rpartition("/")
+    return (layer, stat) if layer and stat in stats else None
